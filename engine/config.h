@@ -1,0 +1,67 @@
+/*
+ * config.h -- threadline's configuration: one table, three sources.
+ *
+ * Each setting has one name used everywhere: the flag `--kafka-brokers`, the
+ * environment variable `TL_KAFKA_BROKERS`, the field `kafka_brokers`.  Order
+ * of precedence: built-in default < environment < command line.  Keeping the
+ * settings in a single X-macro table means `--help`, parsing and defaults
+ * cannot disagree.
+ */
+#ifndef TL_CONFIG_H
+#define TL_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* XX(field, flag, type, default, help); type is STR or INT. */
+#define TL_CONFIG_MAP(XX)                                                                 \
+    XX(kafka_brokers, "kafka-brokers", STR, "127.0.0.1:9092",                             \
+       "Kafka bootstrap servers, or \"embedded\" for librdkafka's in-process mock "       \
+       "(memory only: never for durability claims). Alias: --kafka")                     \
+    XX(pg_dsn, "pg-dsn", STR, "host=127.0.0.1 dbname=threadline user=postgres",           \
+       "PostgreSQL connection string (libpq)")                                            \
+    XX(http, "http", STR, "127.0.0.1:8080", "address to serve HTTP on, HOST:PORT")         \
+    XX(prefix, "prefix", STR, "tl", "topic and consumer-group prefix")                     \
+    XX(partitions, "partitions", INT, "12", "partitions of the topics when created")       \
+    XX(max_body, "max-body", INT, "1048576", "largest request body accepted, bytes")       \
+    XX(max_skew_ms, "max-skew-ms", INT, "300000",                                          \
+       "how far a client clock may run behind the gateway before it is clamped")          \
+    XX(idle_timeout_ms, "idle-timeout-ms", INT, "1800000",                                 \
+       "inactivity after which a message opens a new conversation")                       \
+    XX(ack_timeout_ms, "ack-timeout-ms", INT, "10000",                                     \
+       "longest ingest waits for the broker before answering 503")                        \
+    XX(fold, "fold", INT, "1", "run a fold worker in this process (0/1)")                  \
+    XX(project, "project", INT, "1", "run the projection worker in this process (0/1)")    \
+    XX(batch, "batch", INT, "500", "largest batch a worker processes per transaction")     \
+    XX(instance, "instance", STR, "0",                                                     \
+       "this process's stable name among its peers; names its transactional id, so a "    \
+       "restarted process fences its crashed predecessor and aborts its open transaction")
+
+typedef struct tl_config {
+#define TL_CONFIG_FIELD_STR(f) const char *f;
+#define TL_CONFIG_FIELD_INT(f) int64_t f;
+#define TL_CONFIG_FIELD(f, flag, type, def, help) TL_CONFIG_FIELD_##type(f)
+    TL_CONFIG_MAP(TL_CONFIG_FIELD)
+#undef TL_CONFIG_FIELD
+#undef TL_CONFIG_FIELD_STR
+#undef TL_CONFIG_FIELD_INT
+} tl_config_t;
+
+/* Fills cfg with the defaults, then the TL_* environment.  Strings point to
+ * static or environment storage.  TL_ECONFIG if an environment value is not
+ * a valid number (message on stderr).  Main thread, before other threads. */
+int tl_config_init(tl_config_t *cfg);
+
+/* Applies the flags in argv[*i] (and its value); on success advances *i past
+ * what it consumed and returns 1; returns 0 if argv[*i] is not a config
+ * flag; TL_ECONFIG on a missing or bad value (message on stderr).
+ * Accepts "--name value" and "--name=value".  Strings point into argv. */
+int tl_config_flag(tl_config_t *cfg, int argc, char **argv, int *i);
+
+/* Prints the config flags, with their environment names and defaults. */
+void tl_config_usage(FILE *out);
+
+/* 1 if kafka_brokers selects the in-process mock cluster. */
+int tl_config_kafka_embedded(const tl_config_t *cfg);
+
+#endif

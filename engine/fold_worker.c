@@ -1,0 +1,424 @@
+/*
+ * fold_worker.c -- the fold stage (see fold_worker.h).
+ *
+ * Shape of one batch:
+ *   poll up to `batch` records (no transaction open while polling, so a
+ *   rebalance can happen between batches only) -> begin_transaction ->
+ *   per record: decode, fold, produce Change to the same partition of
+ *   .changes -> produce the final state of every customer touched to
+ *   .state -> send_offsets_to_transaction -> commit_transaction.
+ * An abortable error aborts, forgets the in-memory states, reloads them
+ * from .state and rewinds the consumer to the committed offsets, as
+ * librdkafka's transactional examples do.  A fatal error (fenced by a newer
+ * instance) stops the worker.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "change.h"
+#include "error.h"
+#include "fold.h"
+#include "fold_worker.h"
+#include "log.h"
+#include "metrics.h"
+#include "schemas.h"
+
+struct tl_fold_worker {
+    tl_kafka_t *kafka;
+    const tl_config_t *cfg;
+    pthread_t thread;
+    atomic_int stop;
+    atomic_int failed;
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    tl_fold_t *fold;
+    tl_codec_t *ev_codec, *ch_codec, *st_codec;
+    tl_buf_t buf;
+    int rebalanced;             /* set by the rebalance callback */
+    rd_kafka_message_t **batch;
+    /* customers touched in the current batch: indexes into batch */
+    int *touched;
+    int ntouched;
+};
+
+/* ---- restoring state from <prefix>.state ---- */
+
+static int load_states(tl_fold_worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
+    char errstr[256];
+    rd_kafka_conf_t *conf = tl_kafka_conf(w->kafka);
+    if (!conf) return TL_ENOMEM;
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", "threadline-state-reader", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        tl_error("fold", "state reader: %s", errstr);
+        return TL_EKAFKA;
+    }
+    const char *topic = tl_kafka_topic(w->kafka, TL_TOPIC_STATE);
+    rd_kafka_topic_partition_list_t *st = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+        rd_kafka_topic_partition_list_add(st, topic, parts->elems[i].partition)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    int rc = TL_OK, eofs = 0;
+    size_t loaded = 0;
+    rd_kafka_assign(rk, st);
+    while (eofs < st->cnt && !atomic_load(&w->stop)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
+        if (!m) continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eofs++;
+        } else if (m->err) {
+            tl_warn("fold", "reading %s: %s", topic, rd_kafka_message_errstr(m));
+            if (m->err != RD_KAFKA_RESP_ERR__TRANSPORT) rc = tl_kafka_err(m->err);
+        } else if (m->payload) {
+            int e = tl_fold_state_load(w->fold, w->st_codec, m->payload, m->len);
+            if (e == TL_ENOMEM) rc = e;
+            else if (e) tl_warn("fold", "unreadable state at %s[%d]@%lld: %s", topic,
+                                (int)m->partition, (long long)m->offset, tl_strerror(e));
+            else loaded++;
+        }
+        rd_kafka_message_destroy(m);
+        if (rc) break;
+    }
+    rd_kafka_topic_partition_list_destroy(st);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    tl_info("fold", "restored %zu customer states for %d partitions", loaded, parts->cnt);
+    return rc;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    tl_fold_worker_t *w = opaque;
+    w->rebalanced = 1;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        tl_fold_clear(w->fold);
+        int rc;
+        while ((rc = load_states(w, parts)) != TL_OK && !atomic_load(&w->stop)) {
+            tl_warn("fold", "restoring state failed (%s); retrying", tl_strerror(rc));
+        }
+        rd_kafka_assign(rk, parts);
+        tl_info("fold", "assigned %d partitions", parts->cnt);
+    } else {
+        tl_fold_clear(w->fold);
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* ---- one batch ---- */
+
+static void dlq(tl_fold_worker_t *w, const rd_kafka_message_t *m, const char *reason) {
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", (int)m->partition);
+    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+    rd_kafka_header_add(hdrs, "reason", -1, reason, -1);
+    rd_kafka_header_add(hdrs, "source_topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(hdrs, "source_partition", -1, part, -1);
+    rd_kafka_header_add(hdrs, "source_offset", -1, off, -1);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        w->producer, RD_KAFKA_V_TOPIC(tl_kafka_topic(w->kafka, TL_TOPIC_DLQ)),
+        RD_KAFKA_V_PARTITION(m->partition), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    if (err) rd_kafka_headers_destroy(hdrs);
+    tl_warn("fold", "%s[%d]@%lld to dead-letter topic: %s", rd_kafka_topic_name(m->rkt),
+            (int)m->partition, (long long)m->offset, reason);
+    tl_metric_add(TL_M_fold_dlq_total, 1);
+}
+
+static int produce(tl_fold_worker_t *w, tl_topic_t topic, int32_t partition, tl_str_t key) {
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            w->producer, RD_KAFKA_V_TOPIC(tl_kafka_topic(w->kafka, topic)),
+            RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key.ptr, key.len),
+            RD_KAFKA_V_VALUE(w->buf.data, w->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return tl_kafka_err(err);
+        rd_kafka_poll(w->producer, 50);
+    }
+}
+
+/* Folds one record; returns 0 or an error that must abort the batch. */
+static int fold_one(tl_fold_worker_t *w, int idx) {
+    rd_kafka_message_t *m = w->batch[idx];
+    tl_event_t ev;
+    tl_fold_result_t res;
+    int rc = tl_codec_decode_event(w->ev_codec, m->payload, m->len, &ev);
+    if (rc) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s: %s", tl_err_name(rc), tl_codec_errmsg(w->ev_codec));
+        dlq(w, m, reason);
+        return TL_OK;
+    }
+    rc = tl_fold_apply(w->fold, &ev, &res);
+    if (rc == TL_EINVAL) {
+        dlq(w, m, "TL_EINVAL: event has no tenant_id or customer_id");
+        return TL_OK;
+    }
+    if (rc) return rc;
+    tl_metric_add(res.duplicate ? TL_M_fold_duplicates_total : TL_M_fold_events_total, 1);
+
+    tl_change_t ch = {
+        .event_id = ev.event_id, .tenant_id = ev.tenant_id, .customer_id = ev.customer_id,
+        .source_partition = m->partition, .source_offset = m->offset,
+        .customer_version = res.customer_version,
+        .conversation_id = res.conversation_id[0] ? (tl_str_t){res.conversation_id, strlen(res.conversation_id)}
+                                                  : TL_STR_NULL,
+        .conversation_version = res.conversation_version,
+        .conversation_opened = res.conversation_opened,
+        .effective_ts = res.effective_ts, .duplicate = res.duplicate,
+        .event = {m->payload, m->len},
+    };
+    tl_buf_reset(&w->buf);
+    if ((rc = tl_change_encode(w->ch_codec, &ch, &w->buf))) return rc;
+    if ((rc = produce(w, TL_TOPIC_CHANGES, m->partition, ev.customer_id))) return rc;
+    if (!res.duplicate) w->touched[w->ntouched++] = idx;
+    return TL_OK;
+}
+
+/* Writes the final state of every customer touched in the batch, once each
+ * (a later record of the same customer supersedes an earlier one). */
+static int write_states(tl_fold_worker_t *w) {
+    for (int i = 0; i < w->ntouched; i++) {
+        rd_kafka_message_t *m = w->batch[w->touched[i]];
+        int later = 0;
+        for (int j = i + 1; j < w->ntouched && !later; j++) {
+            rd_kafka_message_t *o = w->batch[w->touched[j]];
+            later = o->key_len == m->key_len && o->partition == m->partition &&
+                    memcmp(o->key, m->key, m->key_len) == 0;
+        }
+        if (later) continue;
+        /* Re-decode for the tenant id: cheap next to a Kafka round trip, and
+         * keeps the batch from holding decoded copies. */
+        tl_event_t ev;
+        if (tl_codec_decode_event(w->ev_codec, m->payload, m->len, &ev)) continue;
+        tl_buf_reset(&w->buf);
+        int rc = tl_fold_state_encode(w->fold, w->st_codec, ev.tenant_id, ev.customer_id, &w->buf);
+        if (rc == TL_ENOTFOUND) continue;
+        if (rc || (rc = produce(w, TL_TOPIC_STATE, m->partition, ev.customer_id))) return rc;
+    }
+    return TL_OK;
+}
+
+static void rewind_to_committed(tl_fold_worker_t *w) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(w->consumer, &parts) || !parts) return;
+    rd_kafka_committed(w->consumer, parts, 10000);
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].offset < 0) parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, parts, 10000);
+    if (e) {
+        tl_warn("fold", "rewind: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    tl_fold_clear(w->fold);
+    load_states(w, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/* Handles a transactional API error; returns 0 to go on, -1 when fatal. */
+static int txn_error(tl_fold_worker_t *w, rd_kafka_error_t *e, const char *what) {
+    tl_warn("fold", "%s: %s", what, rd_kafka_error_string(e));
+    if (rd_kafka_error_is_fatal(e)) {
+        rd_kafka_error_destroy(e);
+        tl_error("fold", "fatal transactional error: the worker stops");
+        atomic_store(&w->failed, 1);
+        return -1;
+    }
+    rd_kafka_error_destroy(e);
+    if ((e = rd_kafka_abort_transaction(w->producer, -1))) {
+        tl_warn("fold", "abort: %s", rd_kafka_error_string(e));
+        int fatal = rd_kafka_error_is_fatal(e);
+        rd_kafka_error_destroy(e);
+        if (fatal) {
+            atomic_store(&w->failed, 1);
+            return -1;
+        }
+    }
+    tl_metric_add(TL_M_fold_aborts_total, 1);
+    rewind_to_committed(w);
+    return 0;
+}
+
+static int process_batch(tl_fold_worker_t *w, int n) {
+    rd_kafka_error_t *e;
+    w->ntouched = 0;
+    if ((e = rd_kafka_begin_transaction(w->producer))) return txn_error(w, e, "begin_transaction");
+
+    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(8);
+    int rc = TL_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        rd_kafka_message_t *m = w->batch[i];
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(offsets, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!tp) tp = rd_kafka_topic_partition_list_add(offsets, rd_kafka_topic_name(m->rkt), m->partition);
+        tp->offset = m->offset + 1;
+        rc = fold_one(w, i);
+    }
+    if (!rc) rc = write_states(w);
+    if (rc) {
+        rd_kafka_topic_partition_list_destroy(offsets);
+        tl_warn("fold", "batch failed (%s); aborting", tl_strerror(rc));
+        e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__STATE, "batch failed");
+        return txn_error(w, e, "batch");
+    }
+    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(w->consumer);
+    e = rd_kafka_send_offsets_to_transaction(w->producer, offsets, cgmd, -1);
+    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    rd_kafka_topic_partition_list_destroy(offsets);
+    if (e) return txn_error(w, e, "send_offsets_to_transaction");
+    for (;;) {
+        e = rd_kafka_commit_transaction(w->producer, -1);
+        if (!e) break;
+        if (rd_kafka_error_is_retriable(e)) {
+            tl_warn("fold", "commit_transaction (retrying): %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            continue;
+        }
+        return txn_error(w, e, "commit_transaction");
+    }
+    tl_metric_add(TL_M_fold_transactions_total, 1);
+    return 0;
+}
+
+static void *worker_main(void *arg) {
+    tl_fold_worker_t *w = arg;
+    int cap = (int)w->cfg->batch;
+    rd_kafka_error_t *e;
+
+    /* init_transactions fences an older instance with our transactional id
+     * and aborts its open transaction, so readers are not held up by it. */
+    while (!atomic_load(&w->stop)) {
+        e = rd_kafka_init_transactions(w->producer, 30000);
+        if (!e) break;
+        tl_warn("fold", "init_transactions: %s", rd_kafka_error_string(e));
+        int fatal = rd_kafka_error_is_fatal(e);
+        rd_kafka_error_destroy(e);
+        if (fatal) {
+            atomic_store(&w->failed, 1);
+            return NULL;
+        }
+    }
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, tl_kafka_topic(w->kafka, TL_TOPIC_EVENTS), RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(w->consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+
+    while (!atomic_load(&w->stop)) {
+        int n = 0;
+        w->rebalanced = 0;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
+        while (m) {
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    tl_warn("fold", "consume: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+            } else {
+                w->batch[n++] = m;
+            }
+            if (n == cap || w->rebalanced) break;
+            m = rd_kafka_consumer_poll(w->consumer, 0);
+        }
+        if (w->rebalanced) {
+            /* Records polled before a rebalance may belong to partitions we
+             * no longer own: drop them; the new owner starts from the
+             * committed offsets, and so do we after an assignment. */
+            for (int i = 0; i < n; i++) rd_kafka_message_destroy(w->batch[i]);
+            continue;
+        }
+        if (n == 0) continue;
+        int rc = process_batch(w, n);
+        for (int i = 0; i < n; i++) rd_kafka_message_destroy(w->batch[i]);
+        if (rc < 0) break;
+    }
+    rd_kafka_consumer_close(w->consumer);
+    return NULL;
+}
+
+int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_worker_t **out) {
+    char errstr[256], group[128], txid[192];
+    int rc = TL_ENOMEM;
+    tl_fold_worker_t *w = calloc(1, sizeof *w);
+    if (!w) return TL_ENOMEM;
+    w->kafka = kafka;
+    w->cfg = cfg;
+    tl_buf_init(&w->buf);
+    tl_fold_opts_t opts = {cfg->max_skew_ms, cfg->idle_timeout_ms};
+    w->batch = calloc((size_t)cfg->batch, sizeof *w->batch);
+    w->touched = calloc((size_t)cfg->batch, sizeof *w->touched);
+    if (!w->batch || !w->touched || !(w->fold = tl_fold_new(&opts))) goto fail;
+    if (!(w->ev_codec = tl_codec_new_event(&rc))) goto fail;
+    if (!(w->ch_codec = tl_change_codec_new(&rc))) goto fail;
+    if (!(w->st_codec = tl_codec_new(tl_schema_state, &rc))) goto fail;
+
+    rc = TL_EKAFKA;
+    tl_kafka_group(kafka, "fold", group, sizeof group);
+    rd_kafka_conf_t *conf = tl_kafka_conf(kafka);
+    if (!conf) goto fail;
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", NULL, 0);
+    rd_kafka_conf_set(conf, "session.timeout.ms", "10000", NULL, 0);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, w);
+    if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
+        rd_kafka_conf_destroy(conf);
+        tl_error("fold", "consumer: %s", errstr);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(w->consumer);
+
+    snprintf(txid, sizeof txid, "%s-%s", group, cfg->instance);
+    if (!(conf = tl_kafka_conf_producer(kafka, 30000))) goto fail;
+    rd_kafka_conf_set(conf, "transactional.id", txid, NULL, 0);
+    rd_kafka_conf_set(conf, "transaction.timeout.ms", "30000", NULL, 0);
+    rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
+    if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr))) {
+        rd_kafka_conf_destroy(conf);
+        tl_error("fold", "producer: %s", errstr);
+        goto fail;
+    }
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) goto fail;
+    *out = w;
+    return TL_OK;
+
+fail:
+    if (w->producer) rd_kafka_destroy(w->producer);
+    if (w->consumer) rd_kafka_destroy(w->consumer);
+    tl_codec_free(w->st_codec);
+    tl_codec_free(w->ch_codec);
+    tl_codec_free(w->ev_codec);
+    tl_fold_free(w->fold);
+    free(w->touched);
+    free(w->batch);
+    tl_buf_close(&w->buf);
+    free(w);
+    return rc;
+}
+
+int tl_fold_worker_failed(const tl_fold_worker_t *w) { return atomic_load(&w->failed); }
+
+void tl_fold_worker_stop(tl_fold_worker_t *w) {
+    if (!w) return;
+    atomic_store(&w->stop, 1);
+    pthread_join(w->thread, NULL);
+    rd_kafka_destroy(w->consumer);
+    rd_kafka_flush(w->producer, 5000);
+    rd_kafka_destroy(w->producer);
+    tl_codec_free(w->st_codec);
+    tl_codec_free(w->ch_codec);
+    tl_codec_free(w->ev_codec);
+    tl_fold_free(w->fold);
+    free(w->touched);
+    free(w->batch);
+    tl_buf_close(&w->buf);
+    free(w);
+}

@@ -1,0 +1,315 @@
+/*
+ * ingest.c -- the ingest endpoints (see ingest.h).
+ */
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "dedup.h"
+#include "error.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "uuid.h"
+#include "web.h"
+
+/* What the recent-key cache remembers of an acknowledged event. */
+typedef struct ack {
+    char event_id[TL_UUID_STRLEN + 1];
+    char customer_id[TL_UUID_STRLEN + 1];
+    int32_t partition;
+    int64_t offset;
+} ack_t;
+
+/* One event waiting for its delivery report. */
+typedef struct ticket {
+    tl_ingest_t *in;
+    tl_http_pending_t *pending;
+    ack_t ack;
+    size_t keylen;
+    char key[TL_DEDUP_KEY_MAX];
+} ticket_t;
+
+typedef int (*adapter_fn)(const tl_adapter_ctx_t *ctx, const char *body, size_t len,
+                          tl_adapter_out_t *out, tl_event_t *ev, tl_problem_t *pb);
+
+struct tl_ingest {
+    uv_loop_t *loop;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    tl_codec_t *codec;
+    tl_buf_t buf;
+    tl_dedup_t *recent;
+    int pipefd[2];
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int64_t max_body;
+    int ack_timeout_ms;
+    atomic_int kafka_up;
+    adapter_fn adapters[TL_PLATFORM__COUNT];
+};
+
+static int64_t now_ms(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void answer_ack(h2o_req_t *req, const ack_t *a, int duplicate) {
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"event_id\":\"%s\",\"customer_id\":\"%s\",\"duplicate\":%s,"
+                     "\"position\":\"%d:%lld\"}",
+                     a->event_id, a->customer_id, duplicate ? "true" : "false",
+                     (int)a->partition, (long long)a->offset);
+    tl_http_json(req, 202, body, (size_t)n);
+}
+
+static void answer_unavailable(h2o_req_t *req, const char *why) {
+    tl_problem_t pb;
+    tl_problem_set(&pb, 503, "kafka-unavailable", "Event log unavailable", NULL,
+                   "the event was not acknowledged by Kafka (%s); nothing was accepted, "
+                   "retry with the same message id", why);
+    pb.retry_after = 2;
+    tl_metric_add(TL_M_ingest_unavailable_total, 1);
+    tl_http_problem(req, &pb);
+}
+
+/* librdkafka delivery report: runs on the loop thread, from rd_kafka_poll. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    ticket_t *t = m->_private;
+    tl_ingest_t *in = t->in;
+    if (m->err) {
+        tl_warn("ingest", "event %s not acknowledged: %s", t->ack.event_id, rd_kafka_err2str(m->err));
+        if (t->pending->req) answer_unavailable(t->pending->req, rd_kafka_err2str(m->err));
+    } else {
+        t->ack.partition = m->partition;
+        t->ack.offset = m->offset;
+        atomic_store(&in->kafka_up, 1);
+        tl_dedup_put(in->recent, t->key, t->keylen, &t->ack, sizeof t->ack);
+        tl_metric_add(TL_M_ingest_accepted_total, 1);
+        if (t->pending->req) answer_ack(t->pending->req, &t->ack, 0);
+    }
+    tl_http_pending_free(t->pending);
+    free(t);
+}
+
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    tl_ingest_t *in = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) atomic_store(&in->kafka_up, 0);
+    tl_warn("ingest", "kafka: %s", reason);
+}
+
+static void drain(tl_ingest_t *in) {
+    char junk[256];
+    while (read(in->pipefd[0], junk, sizeof junk) > 0) {}
+    while (rd_kafka_poll(in->rk, 0) > 0) {}
+}
+
+static void on_pipe(uv_poll_t *h, int status, int events) {
+    (void)status;
+    (void)events;
+    drain(h->data);
+}
+
+static void on_timer(uv_timer_t *h) {
+    tl_ingest_t *in = h->data;
+    /* Belt and braces: the pipe wakes us, this catches anything else. */
+    drain(in);
+}
+
+static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
+    tl_ingest_t *in = ud;
+    tl_problem_t pb;
+    tl_platform_t platform;
+    const char *body;
+    size_t len;
+
+    if (tl_platform_from_slug(params->v[0].base, params->v[0].len, &platform) != TL_OK ||
+        !in->adapters[platform]) {
+        tl_problem_set(&pb, 404, "unknown-platform", "Unknown platform", "platform",
+                       "no ingest adapter for platform \"%.*s\"", (int)params->v[0].len,
+                       params->v[0].base);
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        tl_http_problem(req, &pb);
+        return;
+    }
+    if (tl_http_body(req, &body, &len) < 0) {
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        return;
+    }
+
+    char event_id[TL_UUID_STRLEN + 1], trace[64];
+    int64_t now = now_ms();
+    tl_uuid_v7(now, event_id);
+    const h2o_iovec_t *tp = tl_http_header(req, "traceparent");
+    /* W3C traceparent: 00-<32 hex trace id>-<16 hex span>-<2 hex flags> */
+    if (tp && tp->len >= 55 && tp->base[2] == '-')
+        snprintf(trace, sizeof trace, "%.32s", tp->base + 3);
+    else
+        snprintf(trace, sizeof trace, "%s", event_id);
+    tl_adapter_ctx_t ctx = {now, event_id, trace, in->max_body};
+    tl_adapter_out_t out = {0};
+    tl_event_t ev;
+    if (in->adapters[platform](&ctx, body, len, &out, &ev, &pb)) {
+        tl_adapter_out_close(&out);
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        tl_http_problem(req, &pb);
+        return;
+    }
+
+    /* A resend of a message acknowledged a moment ago gets the same answer. */
+    ticket_t *t = calloc(1, sizeof *t);
+    if (!t) goto nomem;
+    t->in = in;
+    t->keylen = (size_t)snprintf(t->key, sizeof t->key, "%.*s%c%.*s", (int)ev.tenant_id.len,
+                                 ev.tenant_id.ptr, 0, (int)ev.idempotency_key.len,
+                                 ev.idempotency_key.ptr);
+    if (t->keylen >= sizeof t->key) t->keylen = sizeof t->key - 1;
+    size_t alen;
+    ack_t prev;
+    if (tl_dedup_get(in->recent, t->key, t->keylen, &prev, &alen) && alen == sizeof prev) {
+        free(t);
+        tl_adapter_out_close(&out);
+        tl_metric_add(TL_M_ingest_duplicate_total, 1);
+        answer_ack(req, &prev, 1);
+        return;
+    }
+    memcpy(t->ack.event_id, event_id, sizeof event_id);
+    memcpy(t->ack.customer_id, ev.customer_id.ptr, TL_UUID_STRLEN);
+
+    tl_buf_reset(&in->buf);
+    int rc = tl_codec_encode_event(in->codec, &ev, &in->buf);
+    tl_adapter_out_close(&out);
+    if (rc) {
+        free(t);
+        tl_error("ingest", "encoding event %s: %s", event_id, tl_strerror(rc));
+        tl_problem_set(&pb, 500, "internal", "Internal error", NULL, "the event could not be encoded");
+        tl_http_problem(req, &pb);
+        return;
+    }
+    t->pending = tl_http_pending_new(req);
+    if (!t->pending) {
+        free(t);
+        goto nomem;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        in->rk, RD_KAFKA_V_RKT(in->rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_KEY(t->ack.customer_id, TL_UUID_STRLEN),
+        RD_KAFKA_V_VALUE(in->buf.data, in->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+    if (err) {
+        tl_http_pending_free(t->pending);
+        free(t);
+        answer_unavailable(req, rd_kafka_err2str(err));
+    }
+    return;
+
+nomem:
+    tl_adapter_out_close(&out);
+    answer_unavailable(req, "out of memory");
+}
+
+int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_config_t *cfg,
+                  tl_ingest_t **out) {
+    char errstr[256];
+    int rc = TL_ENOMEM;
+    tl_ingest_t *in = calloc(1, sizeof *in);
+    if (!in) return TL_ENOMEM;
+    in->loop = loop;
+    in->max_body = cfg->max_body;
+    in->ack_timeout_ms = (int)cfg->ack_timeout_ms;
+    atomic_init(&in->kafka_up, 1);
+    in->adapters[TL_PLATFORM_WEB] = tl_web_parse;
+    tl_buf_init(&in->buf);
+    in->codec = tl_codec_new_event(&rc);
+    if (!in->codec) goto fail;
+    rc = TL_ENOMEM;
+    if (!(in->recent = tl_dedup_new(65536))) goto fail_codec;
+    if (pipe2(in->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) goto fail_dedup;
+
+    rd_kafka_conf_t *conf = tl_kafka_conf_producer(kafka, (int)cfg->ack_timeout_ms);
+    if (!conf) goto fail_pipe;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+    rd_kafka_conf_set_opaque(conf, in);
+    in->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!in->rk) {
+        rd_kafka_conf_destroy(conf);
+        tl_error("ingest", "producer: %s", errstr);
+        rc = TL_EKAFKA;
+        goto fail_pipe;
+    }
+    in->rkt = rd_kafka_topic_new(in->rk, tl_kafka_topic(kafka, TL_TOPIC_EVENTS), NULL);
+    if (!in->rkt) goto fail_rk;
+    rd_kafka_queue_t *mq = rd_kafka_queue_get_main(in->rk);
+    rd_kafka_queue_io_event_enable(mq, in->pipefd[1], "1", 1);
+    rd_kafka_queue_destroy(mq);
+
+    uv_poll_init(loop, &in->poll, in->pipefd[0]);
+    in->poll.data = in;
+    uv_poll_start(&in->poll, UV_READABLE, on_pipe);
+    uv_timer_init(loop, &in->timer);
+    in->timer.data = in;
+    uv_timer_start(&in->timer, on_timer, 100, 100);
+
+    if ((rc = tl_http_route(http, "POST", "/v1/ingest/{}", ingest_handler, in))) {
+        tl_ingest_close(in, 0);
+        return rc;
+    }
+    *out = in;
+    return TL_OK;
+
+fail_rk:
+    rd_kafka_destroy(in->rk);
+fail_pipe:
+    close(in->pipefd[0]);
+    close(in->pipefd[1]);
+fail_dedup:
+    tl_dedup_free(in->recent);
+fail_codec:
+    tl_codec_free(in->codec);
+fail:
+    tl_buf_close(&in->buf);
+    free(in);
+    return rc;
+}
+
+int tl_ingest_kafka_up(const tl_ingest_t *in) { return atomic_load(&in->kafka_up); }
+
+int tl_ingest_ping(tl_ingest_t *in, int timeout_ms) {
+    const struct rd_kafka_metadata *md;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(in->rk, 0, in->rkt, &md, timeout_ms);
+    if (err) return TL_EKAFKA_DOWN;
+    int ok = md->topic_cnt == 1 && !md->topics[0].err;
+    rd_kafka_metadata_destroy(md);
+    return ok ? TL_OK : TL_EKAFKA_DOWN;
+}
+
+void tl_ingest_close(tl_ingest_t *in, int timeout_ms) {
+    /* Answer what is in flight before going: flush runs delivery reports. */
+    rd_kafka_flush(in->rk, timeout_ms);
+    uv_poll_stop(&in->poll);
+    uv_close((uv_handle_t *)&in->poll, NULL);
+    uv_close((uv_handle_t *)&in->timer, NULL);
+}
+
+void tl_ingest_free(tl_ingest_t *in) {
+    if (!in) return;
+    rd_kafka_topic_destroy(in->rkt);
+    rd_kafka_destroy(in->rk);
+    close(in->pipefd[0]);
+    close(in->pipefd[1]);
+    tl_dedup_free(in->recent);
+    tl_codec_free(in->codec);
+    tl_buf_close(&in->buf);
+    free(in);
+}

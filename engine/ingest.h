@@ -1,0 +1,45 @@
+/*
+ * ingest.h -- POST /v1/ingest/{platform}: adapter, Kafka, answer.
+ *
+ * The ingest path keeps the first promise of the failure contract: a
+ * connector hears 202 only after the broker has acknowledged the event
+ * (acks=all, idempotent producer).  The request waits, off the loop, for its
+ * delivery report; librdkafka's queue signals the loop through a pipe, so
+ * delivery reports run on the loop thread and no locks are needed.  If the
+ * broker does not acknowledge within ack_timeout_ms the answer is 503 with
+ * Retry-After, and the connector retries with the same message id, which the
+ * fold recognises (idempotency key) if the first attempt did land.
+ */
+#ifndef TL_INGEST_H
+#define TL_INGEST_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "kafka.h"
+
+typedef struct tl_ingest tl_ingest_t;
+
+/* Creates the producer and registers the ingest routes on http.  The
+ * producer starts connecting in the background; nothing is sent until a
+ * request arrives.  On success *out is owned by the caller.  Errors:
+ * TL_ENOMEM, TL_EKAFKA (producer could not be created).  Loop thread. */
+int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_config_t *cfg,
+                  tl_ingest_t **out);
+
+/* Waits up to timeout_ms for in-flight events, then closes the loop handles
+ * (the loop must run once more to finish closing).  Loop thread. */
+void tl_ingest_close(tl_ingest_t *in, int timeout_ms);
+/* Frees it after close and after the loop ran.  NULL ok. */
+void tl_ingest_free(tl_ingest_t *in);
+
+/* 1 if the producer currently has a connection to the cluster. */
+int tl_ingest_kafka_up(const tl_ingest_t *in);
+
+/* Asks the cluster for the events topic's metadata (blocks up to
+ * timeout_ms): 0 when a broker answered, else TL_EKAFKA_DOWN.  Any thread
+ * (librdkafka handles are thread-safe). */
+int tl_ingest_ping(tl_ingest_t *in, int timeout_ms);
+
+#endif

@@ -1,0 +1,119 @@
+/*
+ * server.c -- the serve composition (see server.h).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "error.h"
+#include "fold_worker.h"
+#include "http.h"
+#include "ingest.h"
+#include "kafka.h"
+#include "log.h"
+#include "projection.h"
+#include "server.h"
+
+typedef struct server {
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t watchdog;
+    tl_http_t *http;
+    tl_ingest_t *ingest;
+    tl_api_t *api;
+    tl_fold_worker_t *fold;
+    int exit_status;
+} server_t;
+
+static void stop_loop(server_t *s) {
+    uv_signal_stop(&s->sigint);
+    uv_signal_stop(&s->sigterm);
+    uv_timer_stop(&s->watchdog);
+    tl_http_close(s->http);
+    uv_stop(&s->loop);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    tl_info("serve", "signal %d: stopping", signum);
+    stop_loop(h->data);
+}
+
+static void on_watchdog(uv_timer_t *h) {
+    server_t *s = h->data;
+    if (s->fold && tl_fold_worker_failed(s->fold)) {
+        tl_error("serve", "the fold worker stopped on a fatal error; exiting so a supervisor restarts us");
+        s->exit_status = 1;
+        stop_loop(s);
+    }
+}
+
+int tl_server_run(const tl_config_t *cfg) {
+    server_t s = {0};
+    tl_kafka_t *kafka = NULL;
+    tl_projection_t *proj = NULL;
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = tl_kafka_new(cfg, &kafka))) goto fail;
+    /* Topics first: a worker subscribing to a missing topic would wait. */
+    while ((rc = tl_kafka_ensure_topics(kafka, (int)cfg->partitions, 10000)) == TL_EKAFKA_DOWN) {
+        tl_warn("serve", "Kafka at %s not reachable yet; retrying", tl_kafka_brokers(kafka));
+    }
+    if (rc) goto fail_kafka;
+
+    uv_loop_init(&s.loop);
+    if (!(s.http = tl_http_new(&s.loop, (size_t)cfg->max_body))) goto fail_loop;
+    if ((rc = tl_ingest_new(&s.loop, s.http, kafka, cfg, &s.ingest))) goto fail_http;
+    if ((rc = tl_api_new(&s.loop, s.http, s.ingest, cfg, &s.api))) goto fail_ingest;
+    if (cfg->fold && (rc = tl_fold_worker_start(kafka, cfg, &s.fold))) goto fail_api;
+    if (cfg->project && (rc = tl_projection_start(kafka, cfg, "agent", &proj))) goto fail_fold;
+    if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_proj;
+
+    uv_signal_init(&s.loop, &s.sigint);
+    uv_signal_init(&s.loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_timer_init(&s.loop, &s.watchdog);
+    s.watchdog.data = &s;
+    uv_timer_start(&s.watchdog, on_watchdog, 1000, 1000);
+    tl_info("serve", "ready: kafka %s, prefix %s, http %s", tl_kafka_brokers(kafka), cfg->prefix, cfg->http);
+
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+
+    /* Answer in-flight ingest requests, then let the loop finish closing. */
+    tl_ingest_close(s.ingest, 5000);
+    uv_close((uv_handle_t *)&s.sigint, NULL);
+    uv_close((uv_handle_t *)&s.sigterm, NULL);
+    uv_close((uv_handle_t *)&s.watchdog, NULL);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    tl_projection_stop(proj);
+    tl_fold_worker_stop(s.fold);
+    tl_api_free(s.api);
+    tl_ingest_free(s.ingest);
+    tl_http_free(s.http);
+    uv_loop_close(&s.loop);
+    tl_kafka_free(kafka);
+    return s.exit_status;
+
+fail_proj:
+    tl_projection_stop(proj);
+fail_fold:
+    tl_fold_worker_stop(s.fold);
+fail_api:
+    tl_api_free(s.api);
+fail_ingest:
+    tl_ingest_close(s.ingest, 0);
+    uv_run(&s.loop, UV_RUN_NOWAIT);
+    tl_ingest_free(s.ingest);
+fail_http:
+    tl_http_free(s.http);
+fail_loop:
+    uv_loop_close(&s.loop);
+fail_kafka:
+    tl_kafka_free(kafka);
+fail:
+    tl_error("serve", "start-up failed: %s", tl_strerror(rc));
+    return 1;
+}

@@ -1,0 +1,2 @@
+#include "suites.h"
+Suite *tl_fold_suite(void) { return suite_create("fold"); }
