@@ -14,7 +14,9 @@
     XX(uuid)                                                                  \
     XX(canon)                                                                 \
     XX(codec)                                                                 \
-    XX(ingest)                                                                \
+    XX(dedup)                                                                 \
+    XX(web)                                                                   \
+    XX(change)                                                                \
     XX(fold)
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
