@@ -54,6 +54,8 @@ int tl_kafka_new(const tl_config_t *cfg, tl_kafka_t **out) {
     if (tl_config_kafka_embedded(cfg)) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         if (!conf) goto fail;
+        /* This handle only hosts the mock; it never connects anywhere. */
+        rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
         k->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
         if (!k->mock_rk) {
             rd_kafka_conf_destroy(conf);

@@ -724,7 +724,10 @@ START_TEST(pipeline_sigkill_loses_nothing_acknowledged) {
               atomic_load(&acks), CUSTOMERS * PER_CUSTOMER);
 
     /* The fold's consumer group may wait out the killed member's session. */
+    int64_t t_joined = tl_test_mono_ms();
     it_timeline_wait(CUSTOMERS * PER_CUSTOMER, 150000);
+    fprintf(stderr, "pipeline: timeline complete %" PRId64 " ms after the last acknowledgement\n",
+            tl_test_mono_ms() - t_joined);
     it_timeline_check(&b, 0);
     free(b.msgs);
 }
