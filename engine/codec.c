@@ -90,6 +90,20 @@ typedef struct res_default {
     avro_value_t value;             /* built from the JSON default */
 } res_default_t;
 
+/* The handles of a reader record's fields, remembered for the record
+ * handle they were taken from.  A generic record's field handle is its own
+ * handle plus a fixed offset, so while the record handle is the same the
+ * field handles are too, and a decode need not ask for them again.  Not
+ * kept for a record reached through a named-type reference (avro-c's link
+ * values): there the handle stays while the record behind it is replaced. */
+typedef struct res_fields {
+    int usable;                     /* 0: always ask */
+    const avro_value_iface_t *iface;
+    const void *self;               /* record the handles belong to */
+    size_t n;
+    avro_value_t *v;
+} res_fields_t;
+
 typedef struct res res_t;
 struct res {
     uint8_t op, store;
@@ -105,6 +119,7 @@ struct res {
     res_default_t *def;             /* record: reader fields the writer lacks */
     size_t minsize;                 /* fewest bytes one datum takes */
     avro_schema_t ws, rs;           /* what the node was built for (memo) */
+    struct res_fields *fields;      /* record with a reader: see walk_record */
     res_t *next;                    /* every node of a plan, for memo and free */
 };
 
@@ -239,6 +254,14 @@ static const char *const attachment_names[ATT__COUNT] = {
     "url", "mime", "bytes", "width", "height",
 };
 
+/* Field handles of one payload record, for the record handle they came
+ * from (see res_fields_t for why that is sound). */
+typedef struct kind_fields {
+    const avro_value_iface_t *iface;
+    const void *self;
+    avro_value_t v[MAX_PAYLOAD_FIELDS];
+} kind_fields_t;
+
 typedef struct event_index {
     size_t envelope[NENVELOPE];
     size_t payload;
@@ -255,15 +278,19 @@ struct tl_codec {
     size_t nbinds;
     avro_value_iface_t *iface;
     avro_value_t value;             /* the reusable reader value */
+    avro_value_t *fields;           /* handles of value's fields, or NULL */
     writer_t *writers;              /* [0] is the reader schema itself */
     size_t nwriters;
     avro_writer_t out;              /* memory writer, pointed at the output */
     size_t write_hint;              /* bytes the last datum took */
+    avro_wrapped_buffer_t give;     /* see give_string; all zero between uses */
     char *arena;                    /* NUL-terminated copies of strings */
     size_t arena_cap, arena_len;
     tl_buf_t scratch;               /* NUL-terminated copy for set_string_len */
     int is_event;
     event_index_t ix;
+    kind_fields_t kind_fields[TL_EV__COUNT];
+    int kind_fields_usable;         /* payload records are inline, not links */
     tl_attachment_t *att;           /* decoded attachments */
     size_t att_cap;
     tl_str_t *strs[2];              /* decoded tag arrays */
@@ -285,7 +312,7 @@ static int set_err(tl_codec_t *c, int err, const char *fmt, ...) {
 }
 
 /* Errors that come back from avro-c's value API. */
-static int avro_err(tl_codec_t *c, int rc, const char *what) {
+static __attribute__((cold, noinline)) int avro_err(tl_codec_t *c, int rc, const char *what) {
     return set_err(c, rc == ENOMEM ? TL_ENOMEM : TL_EINVAL, "%s: %s", what, avro_strerror());
 }
 
@@ -518,6 +545,8 @@ static void res_free_all(res_t *r) {
             avro_value_iface_decref(r->def[i].iface);
         }
         free(r->def);
+        if (r->fields) free(r->fields->v);
+        free(r->fields);
         free(r->kid);
         free(r->rmap);
         free(r);
@@ -586,11 +615,21 @@ static size_t primitive_minsize(avro_type_t t) {
     }
 }
 
-static res_t *resolve_record(build_t *b, avro_schema_t ws, avro_schema_t rs) {
+static res_t *resolve_record(build_t *b, avro_schema_t ws, avro_schema_t rs, avro_schema_t rkey) {
     tl_codec_t *c = b->c;
-    res_t *r = res_new(b, OP_RECORD, rs ? ST_SAME : ST_SKIP, ws, rs);
+    res_t *r = res_new(b, OP_RECORD, rs ? ST_SAME : ST_SKIP, ws, rkey);
     size_t nw = avro_schema_record_size(ws);
     if (!r || res_kids(b, r, nw, 1)) return NULL;
+    if (rs) {
+        size_t nr = avro_schema_record_size(rs);
+        r->fields = calloc(1, sizeof *r->fields);
+        if (!r->fields || !(r->fields->v = calloc(nr ? nr : 1, sizeof *r->fields->v))) {
+            set_err(c, TL_ENOMEM, "out of memory");
+            return NULL;
+        }
+        r->fields->n = nr;
+        r->fields->usable = avro_typeof(rkey) != AVRO_LINK;
+    }
     for (size_t i = 0; i < nw; i++) {
         const char *name = avro_schema_record_field_name(ws, (int)i);
         int ri = rs ? avro_schema_record_field_get_index(rs, name) : -1;
@@ -670,6 +709,7 @@ static res_t *resolve_enum(build_t *b, avro_schema_t ws, avro_schema_t rs) {
 
 /* Plan for reading writer type ws into reader type rs (NULL: skip). */
 static res_t *resolve(build_t *b, avro_schema_t ws, avro_schema_t rs) {
+    avro_schema_t rkey = rs;        /* the reference itself, if rs is one */
     ws = deref(ws);
     rs = deref(rs);
     avro_type_t wt = avro_typeof(ws);
@@ -677,7 +717,7 @@ static res_t *resolve(build_t *b, avro_schema_t ws, avro_schema_t rs) {
     /* Records can be recursive: reuse the node already made for the pair. */
     if (wt == AVRO_RECORD)
         for (res_t *m = b->w->nodes; m; m = m->next)
-            if (m->op == OP_RECORD && m->ws == ws && m->rs == rs) return m;
+            if (m->op == OP_RECORD && m->ws == ws && m->rs == rkey) return m;
 
     if (wt == AVRO_UNION) {
         res_t *r = res_new(b, OP_UNION, rs ? ST_SAME : ST_SKIP, ws, rs);
@@ -771,7 +811,7 @@ static res_t *resolve(build_t *b, avro_schema_t ws, avro_schema_t rs) {
         return r->kid[0] ? r : NULL;
     }
     case AVRO_RECORD: {
-        res_t *r = resolve_record(b, ws, rs);
+        res_t *r = resolve_record(b, ws, rs, rkey);
         if (r) {
             r->minsize = 0;
             for (size_t i = 0; i < r->n; i++) r->minsize += r->kid[i]->minsize;
@@ -793,20 +833,29 @@ typedef struct rd {
     int depth;
 } rd_t;
 
-static int rd_err(rd_t *rd, int err, const char *fmt, ...)
+/* Error paths are kept out of line so that the walker's hot paths stay
+ * small: a decode makes a few dozen calls into it. */
+#define COLD __attribute__((cold, noinline))
+
+static COLD int rd_err(rd_t *rd, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int rd_err(rd_t *rd, int err, const char *fmt, ...) {
+static COLD int rd_err(rd_t *rd, int err, const char *fmt, ...) {
     tl_codec_t *c = rd->c;
     int n = snprintf(c->errmsg, sizeof c->errmsg, "offset %zu: ", (size_t)(rd->p - rd->base));
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->errmsg + n, sizeof c->errmsg - (size_t)n, fmt, ap);
     va_end(ap);
+    c->err = err;
     return err;
 }
 
-static int rd_long(rd_t *rd, int64_t *out) {
+static COLD int rd_avro_err(rd_t *rd, int rc, const char *what) {
+    return avro_err(rd->c, rc, what);
+}
+
+static int rd_long_slow(rd_t *rd, int64_t *out) {
     uint64_t v = 0;
     for (unsigned shift = 0;; shift += 7) {
         if (rd->p == rd->end) return rd_err(rd, TL_ETRUNCATED, "varint runs past the end");
@@ -820,15 +869,25 @@ static int rd_long(rd_t *rd, int64_t *out) {
     return TL_OK;
 }
 
+/* Zigzag varint; most are one byte (small lengths, branches, symbols). */
+static inline int rd_long(rd_t *rd, int64_t *out) {
+    if (rd->p < rd->end && *rd->p < 0x80) {
+        uint64_t v = *rd->p++;
+        *out = (int64_t)((v >> 1) ^ (~(v & 1) + 1));
+        return TL_OK;
+    }
+    return rd_long_slow(rd, out);
+}
+
 /* A length or count that must be >= 0. */
-static int rd_len(rd_t *rd, int64_t *out, const char *what) {
+static inline int rd_len(rd_t *rd, int64_t *out, const char *what) {
     int rc = rd_long(rd, out);
     if (rc) return rc;
     if (*out < 0) return rd_err(rd, TL_ECORRUPT, "negative %s %" PRId64, what, *out);
     return TL_OK;
 }
 
-static int rd_need(rd_t *rd, uint64_t n, const char *what) {
+static inline int rd_need(rd_t *rd, uint64_t n, const char *what) {
     if (n > (uint64_t)(rd->end - rd->p))
         return rd_err(rd, TL_ETRUNCATED, "%s of %" PRIu64 " bytes runs past the end (%zu left)",
                       what, n, (size_t)(rd->end - rd->p));
@@ -838,7 +897,7 @@ static int rd_need(rd_t *rd, uint64_t n, const char *what) {
 /* Copies n bytes to the arena with a NUL after them.  The arena was sized
  * to the datum before the walk, and every copy is shorter than the bytes it
  * came from, so this never runs out. */
-static char *arena_copy(tl_codec_t *c, const uint8_t *p, size_t n) {
+static inline char *arena_copy(tl_codec_t *c, const uint8_t *p, size_t n) {
     assert(c->arena_len + n + 1 <= c->arena_cap);
     char *s = c->arena + c->arena_len;
     memcpy(s, p, n);
@@ -847,25 +906,50 @@ static char *arena_copy(tl_codec_t *c, const uint8_t *p, size_t n) {
     return s;
 }
 
-/* dst borrows the arena copy: no allocation, no second copy. */
-static int give_string(tl_codec_t *c, avro_value_t *dst, const uint8_t *p, size_t n) {
-    avro_wrapped_buffer_t wb = AVRO_WRAPPED_BUFFER_EMPTY;
-    wb.buf = arena_copy(c, p, n);
-    wb.size = n + 1;
-    return avro_value_give_string_len(dst, &wb);
+/* dst borrows the arena copy: no allocation, no second copy.
+ *
+ * The wrapped buffer lives in the codec, and buf and size are written with
+ * one 16-byte store: avro-c moves the struct with 16-byte loads and then
+ * zeroes it with 16-byte stores, and a load that spans two smaller recent
+ * stores cannot be forwarded from them (a stall of a dozen cycles, which
+ * measured as an eighth of a decode). */
+static inline int give_string(tl_codec_t *c, avro_value_t *dst, const uint8_t *p, size_t n) {
+    typedef uint64_t u64x2 __attribute__((vector_size(16)));
+    u64x2 head = { (uint64_t)(uintptr_t)arena_copy(c, p, n), n + 1 };
+    memcpy(&c->give, &head, sizeof head);
+    return avro_value_give_string_len(dst, &c->give);
 }
 
 static int walk(rd_t *rd, const res_t *r, avro_value_t *dst);
+static inline __attribute__((always_inline)) int walk_leaf(rd_t *rd, const res_t *r,
+                                                          avro_value_t *dst);
 
-static int walk_items(rd_t *rd, const res_t *r, avro_value_t *dst, int is_map) {
+/* Leaves (everything below OP_ARRAY) are read inline by their parent;
+ * only compound types cost a call to walk(). */
+#define WALK(rd, r, dst) ((r)->op < OP_ARRAY ? walk_leaf((rd), (r), (dst)) : walk((rd), (r), (dst)))
+
+/* Arrays and maps.  An array keeps the elements it had from the previous
+ * record and overwrites them (a walk sets every field of what it reads),
+ * appending only beyond them: resetting would free every element and
+ * appending would build them again, which is most of the cost of decoding
+ * a record with an attachment.  When the new array is shorter than the old
+ * one there is no way to drop the surplus through the value API, so the
+ * array is reset and its bytes walked a second time.  Maps are reset. */
+static __attribute__((noinline)) int walk_items(rd_t *rd, const res_t *r, avro_value_t *dst) {
     const res_t *item = r->kid[0];
-    size_t empty_items = 0;
+    int is_map = r->op == OP_MAP;
+    const uint8_t *start = rd->p;
+    size_t have = 0, index = 0, empty_items = 0;
     int rc;
-    if (dst && (rc = avro_value_reset(dst))) return avro_err(rd->c, rc, "reset");
+    if (dst) {
+        if (is_map || (rc = avro_value_get_size(dst, &have))) have = 0;
+        if (have == 0 && (rc = avro_value_reset(dst))) return rd_avro_err(rd, rc, "reset");
+    }
+again:
     for (;;) {
         int64_t count, size;
         if ((rc = rd_long(rd, &count))) return rc;
-        if (count == 0) return TL_OK;
+        if (count == 0) break;
         if (count < 0) {
             if (count == INT64_MIN) return rd_err(rd, TL_ECORRUPT, "block count out of range");
             count = -count;
@@ -881,7 +965,7 @@ static int walk_items(rd_t *rd, const res_t *r, avro_value_t *dst, int is_map) {
         if (min == 0 && (empty_items += (size_t)count) > MAX_EMPTY_ITEMS)
             return rd_err(rd, TL_ETOOBIG, "more than %d items that take no bytes",
                           MAX_EMPTY_ITEMS);
-        for (int64_t i = 0; i < count; i++) {
+        for (int64_t i = 0; i < count; i++, index++) {
             avro_value_t child, *cp = NULL;
             if (is_map) {
                 int64_t klen;
@@ -890,78 +974,103 @@ static int walk_items(rd_t *rd, const res_t *r, avro_value_t *dst, int is_map) {
                 if (dst) {
                     const char *key = arena_copy(rd->c, rd->p, (size_t)klen);
                     if ((rc = avro_value_add(dst, key, &child, NULL, NULL)))
-                        return avro_err(rd->c, rc, "map add");
+                        return rd_avro_err(rd, rc, "map add");
                     cp = &child;
                 }
                 rd->p += klen;
             } else if (dst) {
-                if ((rc = avro_value_append(dst, &child, NULL)))
-                    return avro_err(rd->c, rc, "array append");
+                rc = index < have ? avro_value_get_by_index(dst, index, &child, NULL)
+                                  : avro_value_append(dst, &child, NULL);
+                if (rc) return rd_avro_err(rd, rc, "array append");
                 cp = &child;
             }
-            if ((rc = walk(rd, item, cp))) return rc;
+            if ((rc = WALK(rd, item, cp))) return rc;
         }
     }
-}
-
-static int walk_record(rd_t *rd, const res_t *r, avro_value_t *dst) {
-    int rc;
-    for (size_t i = 0; i < r->n; i++) {
-        avro_value_t child, *cp = NULL;
-        if (dst && r->rmap[i] >= 0) {
-            if ((rc = avro_value_get_by_index(dst, (size_t)r->rmap[i], &child, NULL)))
-                return avro_err(rd->c, rc, "record field");
-            cp = &child;
-        }
-        if ((rc = walk(rd, r->kid[i], cp))) return rc;
-    }
-    for (size_t i = 0; dst && i < r->ndef; i++) {
-        avro_value_t child;
-        if ((rc = avro_value_get_by_index(dst, r->def[i].rindex, &child, NULL)) ||
-            (rc = avro_value_copy_fast(&child, &r->def[i].value)))
-            return avro_err(rd->c, rc, "field default");
+    if (index < have) {
+        if ((rc = avro_value_reset(dst))) return rd_avro_err(rd, rc, "reset");
+        rd->p = start;
+        have = index = empty_items = 0;
+        goto again;
     }
     return TL_OK;
 }
 
-/* Reads one datum of the writer type r describes and stores it in dst, or
- * only checks it when dst is NULL (r->store == ST_SKIP). */
-static int walk(rd_t *rd, const res_t *r, avro_value_t *dst) {
-    assert((dst == NULL) == (r->store == ST_SKIP));
-    int rc = 0;
-    int64_t l;
-    switch (r->op) {
-    case OP_NULL:
-        if (dst) rc = avro_value_set_null(dst);
-        break;
-    case OP_BOOLEAN:
-        if (rd->p == rd->end) return rd_err(rd, TL_ETRUNCATED, "boolean runs past the end");
-        if (*rd->p > 1) return rd_err(rd, TL_ECORRUPT, "boolean byte %u", *rd->p);
-        if (dst) rc = avro_value_set_boolean(dst, *rd->p);
-        rd->p++;
-        break;
-    case OP_INT:
-    case OP_LONG:
-        if ((rc = rd_long(rd, &l))) return rc;
-        if (r->op == OP_INT && (l < INT32_MIN || l > INT32_MAX))
-            return rd_err(rd, TL_ECORRUPT, "int out of range: %" PRId64, l);
-        if (!dst) break;
-        switch (r->store) {
-        case ST_LONG: rc = avro_value_set_long(dst, l); break;
-        case ST_FLOAT: rc = avro_value_set_float(dst, (float)l); break;
-        case ST_DOUBLE: rc = avro_value_set_double(dst, (double)l); break;
-        default:
-            rc = r->op == OP_INT ? avro_value_set_int(dst, (int32_t)l) : avro_value_set_long(dst, l);
+/* A record.  fields, when not NULL, holds the handles of dst's fields
+ * (the codec's root record, see tl_codec.fields), saving a call per field. */
+static __attribute__((noinline)) int walk_record(rd_t *rd, const res_t *r, avro_value_t *dst,
+                                                 avro_value_t *fields) {
+    int rc;
+    avro_value_t child;
+    if (!dst) {
+        for (size_t i = 0; i < r->n; i++)
+            if ((rc = WALK(rd, r->kid[i], NULL))) return rc;
+        return TL_OK;
+    }
+    res_fields_t *rf = r->fields;
+    if (!fields && rf->usable) {
+        if (rf->self != dst->self || rf->iface != dst->iface) {
+            rf->self = NULL;
+            for (size_t i = 0; i < rf->n; i++)
+                if ((rc = avro_value_get_by_index(dst, i, &rf->v[i], NULL)))
+                    return rd_avro_err(rd, rc, "record field");
+            rf->self = dst->self;
+            rf->iface = dst->iface;
         }
-        break;
-    case OP_FLOAT:
-    case OP_DOUBLE: {
+        fields = rf->v;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->rmap[i] < 0) {
+            rc = WALK(rd, r->kid[i], NULL);
+        } else if (fields) {
+            rc = WALK(rd, r->kid[i], &fields[r->rmap[i]]);
+        } else if ((rc = avro_value_get_by_index(dst, (size_t)r->rmap[i], &child, NULL)) == 0) {
+            rc = WALK(rd, r->kid[i], &child);
+        } else {
+            return rd_avro_err(rd, rc, "record field");
+        }
+        if (rc) return rc;
+    }
+    for (size_t i = 0; i < r->ndef; i++) {
+        if (fields)
+            child = fields[r->def[i].rindex];
+        else if ((rc = avro_value_get_by_index(dst, r->def[i].rindex, &child, NULL)))
+            return rd_avro_err(rd, rc, "field default");
+        if ((rc = avro_value_copy_fast(&child, &r->def[i].value)))
+            return rd_avro_err(rd, rc, "field default");
+    }
+    return TL_OK;
+}
+
+static __attribute__((noinline)) int walk_union(rd_t *rd, const res_t *r, avro_value_t *dst) {
+    int64_t l;
+    int rc;
+    avro_value_t branch;
+    if (r->op == OP_BRANCH) {
+        if ((rc = avro_value_set_branch(dst, r->rbranch, &branch)))
+            return rd_avro_err(rd, rc, "union branch");
+        return WALK(rd, r->kid[0], &branch);
+    }
+    if ((rc = rd_long(rd, &l))) return rc;
+    if (l < 0 || (uint64_t)l >= r->n)
+        return rd_err(rd, TL_ECORRUPT, "union branch %" PRId64 " out of range (%zu branches)", l, r->n);
+    if (dst && r->rmap[l] >= 0) {
+        if ((rc = avro_value_set_branch(dst, r->rmap[l], &branch)))
+            return rd_avro_err(rd, rc, "union branch");
+        dst = &branch;
+    }
+    return WALK(rd, r->kid[l], dst);
+}
+
+static __attribute__((noinline)) int walk_number(rd_t *rd, const res_t *r, avro_value_t *dst) {
+    int rc;
+    if (r->op == OP_FLOAT || r->op == OP_DOUBLE) {
         size_t n = r->op == OP_FLOAT ? 4 : 8;
         if ((rc = rd_need(rd, n, r->op == OP_FLOAT ? "float" : "double"))) return rc;
         uint64_t bits = 0;
         for (size_t i = 0; i < n; i++) bits |= (uint64_t)rd->p[i] << (8 * i);
         rd->p += n;
-        if (!dst) break;
+        if (!dst) return TL_OK;
         if (r->op == OP_FLOAT) {
             uint32_t b32 = (uint32_t)bits;
             float f;
@@ -972,12 +1081,41 @@ static int walk(rd_t *rd, const res_t *r, avro_value_t *dst) {
             memcpy(&d, &bits, sizeof d);
             rc = avro_value_set_double(dst, d);
         }
-        break;
+        return rc ? rd_avro_err(rd, rc, "store") : TL_OK;
     }
+    if (r->op == OP_BOOLEAN) {
+        if (rd->p == rd->end) return rd_err(rd, TL_ETRUNCATED, "boolean runs past the end");
+        if (*rd->p > 1) return rd_err(rd, TL_ECORRUPT, "boolean byte %u", *rd->p);
+        rc = dst ? avro_value_set_boolean(dst, *rd->p) : 0;
+        rd->p++;
+        return rc ? rd_avro_err(rd, rc, "store") : TL_OK;
+    }
+    if (r->op == OP_FIXED) {
+        if ((rc = rd_need(rd, r->n, "fixed"))) return rc;
+        rc = dst ? avro_value_set_fixed(dst, (void *)rd->p, r->n) : 0;
+        rd->p += r->n;
+        return rc ? rd_avro_err(rd, rc, "store") : TL_OK;
+    }
+    /* OP_NULL */
+    rc = dst ? avro_value_set_null(dst) : 0;
+    return rc ? rd_avro_err(rd, rc, "store") : TL_OK;
+}
+
+/* Reads one datum of the leaf type r describes (anything below OP_ARRAY)
+ * and stores it in dst, or only checks it when dst is NULL (r->store ==
+ * ST_SKIP).  Strings, longs, ints and enums are handled here; the rarer
+ * leaves in walk_number. */
+static inline __attribute__((always_inline)) int walk_leaf(rd_t *rd, const res_t *r,
+                                                          avro_value_t *dst) {
+    assert((dst == NULL) == (r->store == ST_SKIP));
+    int rc;
+    int64_t l;
+    switch (r->op) {
     case OP_STRING:
     case OP_BYTES:
         if ((rc = rd_len(rd, &l, r->op == OP_STRING ? "string length" : "bytes length"))) return rc;
         if ((rc = rd_need(rd, (uint64_t)l, r->op == OP_STRING ? "string" : "bytes"))) return rc;
+        rc = 0;
         if (dst) {
             int as_string = r->store == ST_STRING || (r->op == OP_STRING && r->store == ST_SAME);
             rc = as_string ? give_string(rd->c, dst, rd->p, (size_t)l)
@@ -985,47 +1123,42 @@ static int walk(rd_t *rd, const res_t *r, avro_value_t *dst) {
         }
         rd->p += l;
         break;
-    case OP_FIXED:
-        if ((rc = rd_need(rd, r->n, "fixed"))) return rc;
-        if (dst) rc = avro_value_set_fixed(dst, (void *)rd->p, r->n);
-        rd->p += r->n;
+    case OP_INT:
+    case OP_LONG:
+        if ((rc = rd_long(rd, &l))) return rc;
+        if (r->op == OP_INT && (l < INT32_MIN || l > INT32_MAX))
+            return rd_err(rd, TL_ECORRUPT, "int out of range: %" PRId64, l);
+        if (!dst) return TL_OK;
+        switch (r->store) {
+        case ST_LONG: rc = avro_value_set_long(dst, l); break;
+        case ST_FLOAT: rc = avro_value_set_float(dst, (float)l); break;
+        case ST_DOUBLE: rc = avro_value_set_double(dst, (double)l); break;
+        default:
+            rc = r->op == OP_INT ? avro_value_set_int(dst, (int32_t)l) : avro_value_set_long(dst, l);
+        }
         break;
     case OP_ENUM:
         if ((rc = rd_long(rd, &l))) return rc;
         if (l < 0 || (uint64_t)l >= r->n)
             return rd_err(rd, TL_ECORRUPT, "enum index %" PRId64 " out of range (%zu symbols)", l, r->n);
-        if (dst) rc = avro_value_set_enum(dst, r->rmap[l]);
+        rc = dst ? avro_value_set_enum(dst, r->rmap[l]) : 0;
         break;
-    case OP_UNION: {
-        if ((rc = rd_long(rd, &l))) return rc;
-        if (l < 0 || (uint64_t)l >= r->n)
-            return rd_err(rd, TL_ECORRUPT, "union branch %" PRId64 " out of range (%zu branches)", l, r->n);
-        if (++rd->depth > MAX_DEPTH) return rd_err(rd, TL_ETOOBIG, "nested too deep");
-        avro_value_t branch, *bp = dst;
-        if (dst && r->rmap[l] >= 0) {
-            if ((rc = avro_value_set_branch(dst, r->rmap[l], &branch)))
-                return avro_err(rd->c, rc, "union branch");
-            bp = &branch;
-        }
-        rc = walk(rd, r->kid[l], bp);
-        rd->depth--;
-        return rc;
+    default:
+        return walk_number(rd, r, dst);
     }
-    case OP_BRANCH: {
-        avro_value_t branch;
-        if ((rc = avro_value_set_branch(dst, r->rbranch, &branch)))
-            return avro_err(rd->c, rc, "union branch");
-        return walk(rd, r->kid[0], &branch);
-    }
-    case OP_ARRAY:
-    case OP_MAP:
-    case OP_RECORD:
-        if (++rd->depth > MAX_DEPTH) return rd_err(rd, TL_ETOOBIG, "nested too deep");
-        rc = r->op == OP_RECORD ? walk_record(rd, r, dst) : walk_items(rd, r, dst, r->op == OP_MAP);
-        rd->depth--;
-        return rc;
-    }
-    return rc ? avro_err(rd->c, rc, "store") : TL_OK;
+    return rc ? rd_avro_err(rd, rc, "store") : TL_OK;
+}
+
+/* Reads one datum of the writer type r describes into dst (NULL: check
+ * and discard).  Compound types count against MAX_DEPTH. */
+static int walk(rd_t *rd, const res_t *r, avro_value_t *dst) {
+    if (r->op < OP_ARRAY) return walk_leaf(rd, r, dst);
+    if (++rd->depth > MAX_DEPTH) return rd_err(rd, TL_ETOOBIG, "nested too deep");
+    int rc = r->op == OP_RECORD ? walk_record(rd, r, dst, NULL)
+           : r->op == OP_UNION || r->op == OP_BRANCH ? walk_union(rd, r, dst)
+           : walk_items(rd, r, dst);
+    rd->depth--;
+    return rc;
 }
 
 int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **out) {
@@ -1063,7 +1196,8 @@ int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **ou
     c->arena_len = 0;
 
     rd_t rd = { c, p, p + TL_CODEC_HEADER_SIZE, p + len, 0 };
-    int rc = walk(&rd, w->root, &c->value);
+    int rc = w->root->op == OP_RECORD && c->fields ? walk_record(&rd, w->root, &c->value, c->fields)
+                                                   : walk(&rd, w->root, &c->value);
     if (rc == TL_OK && rd.p != rd.end)
         rc = rd_err(&rd, TL_ECORRUPT, "%zu bytes after the datum", (size_t)(rd.end - rd.p));
     if (rc) {
@@ -1125,6 +1259,29 @@ static int writer_build(tl_codec_t *c, avro_schema_t ws, uint64_t fp, writer_t *
     return TL_OK;
 }
 
+/* Handles of the root record's fields, so that the walker and the event
+ * layer need not ask avro_value_get_by_index for them on every record.  A
+ * generic record keeps its fields inline, so these handles stay valid as
+ * long as the value lives; that is checked here, across a reset, rather
+ * than assumed, and without it the codec simply asks every time. */
+static void cache_fields(tl_codec_t *c) {
+    if (avro_typeof(c->schema) != AVRO_RECORD) return;
+    size_t n = avro_schema_record_size(c->schema);
+    avro_value_t *f = malloc((n ? n : 1) * sizeof *f), again;
+    if (!f) return;
+    for (size_t i = 0; i < n; i++)
+        if (avro_value_get_by_index(&c->value, i, &f[i], NULL)) goto drop;
+    avro_value_reset(&c->value);
+    for (size_t i = 0; i < n; i++)
+        if (avro_value_get_by_index(&c->value, i, &again, NULL) || again.iface != f[i].iface ||
+            again.self != f[i].self)
+            goto drop;
+    c->fields = f;
+    return;
+drop:
+    free(f);
+}
+
 /* Parses schema JSON both ways: canonical fingerprint and avro-c schema. */
 static int parse_schema(tl_codec_t *c, const char *json, uint64_t *fp, avro_schema_t *schema) {
     int rc = tl_canon_fingerprint(json, fp);
@@ -1155,6 +1312,7 @@ tl_codec_t *tl_codec_new(const char *reader_schema_json, int *err) {
     avro_schema_incref(c->schema);
     if ((rc = writer_build(c, c->schema, fp, &c->writers[0]))) goto fail_writers;
     c->nwriters = 1;
+    cache_fields(c);
     c->errmsg[0] = 0;
     return c;
 
@@ -1192,6 +1350,7 @@ void tl_codec_free(tl_codec_t *c) {
     free(c->binds);
     json_decref(c->json);
     avro_schema_decref(c->schema);
+    free(c->fields);
     free(c->arena);
     tl_buf_close(&c->scratch);
     free(c->att);
@@ -1282,7 +1441,10 @@ static int event_index(tl_codec_t *c) {
     if (!payload || avro_typeof(payload) != AVRO_UNION || avro_schema_union_size(payload) != TL_EV__COUNT)
         return set_err(c, TL_ESCHEMA, "Event.payload does not match event.h");
     ix->payload = (size_t)k;
+    c->kind_fields_usable = 1;
     for (int kind = 0; kind < TL_EV__COUNT; kind++) {
+        if (avro_typeof(avro_schema_union_branch(payload, kind)) == AVRO_LINK)
+            c->kind_fields_usable = 0;
         avro_schema_t rec = deref(avro_schema_union_branch(payload, kind));
         if (avro_typeof(rec) != AVRO_RECORD ||
             strcmp(avro_schema_name(rec), tl_event_kind_name((tl_event_kind_t)kind)) != 0)
@@ -1329,6 +1491,31 @@ tl_codec_t *tl_codec_new_event(int *err) {
 
 /* ---- event layer: encoding --------------------------------------------- */
 
+/* Field ix of rec; the root record's come from the cached handles. */
+static inline int field_at(tl_codec_t *c, avro_value_t *rec, size_t ix, avro_value_t *out) {
+    if (rec == &c->value && c->fields) {
+        *out = c->fields[ix];
+        return 0;
+    }
+    return avro_value_get_by_index(rec, ix, out, NULL);
+}
+
+/* The handles of the fields of payload record rec (kind k), in table
+ * order; NULL on failure. */
+static const avro_value_t *kind_fields(tl_codec_t *c, int k, avro_value_t *rec) {
+    kind_fields_t *kf = &c->kind_fields[k];
+    if (kf->self != rec->self || kf->iface != rec->iface) {
+        kf->self = NULL;
+        for (size_t i = 0; i < payload_fields[k].n; i++)
+            if (avro_value_get_by_index(rec, c->ix.fields[k][i], &kf->v[i], NULL)) return NULL;
+        if (c->kind_fields_usable) {
+            kf->self = rec->self;
+            kf->iface = rec->iface;
+        }
+    }
+    return kf->v;
+}
+
 static int put_string(tl_codec_t *c, avro_value_t *v, tl_str_t s) {
     if (!s.ptr) return TL_EINVAL;
     /* avro-c wants the NUL inside the length; tl_str_t may not have one. */
@@ -1356,14 +1543,34 @@ static int put_enum(avro_value_t *v, int x, int count) {
     return avro_value_set_enum(v, x) ? TL_ENOMEM : TL_OK;
 }
 
+/* Element i of array v, which holds `have` elements from the last record:
+ * reused when there, appended when not (see walk_items). */
+static int put_item(avro_value_t *v, size_t i, size_t have, avro_value_t *item) {
+    return i < have ? avro_value_get_by_index(v, i, item, NULL) : avro_value_append(v, item, NULL);
+}
+
+/* How many of array v's elements can be reused for n new ones: all if it
+ * has no more than n, else none (it is emptied; elements cannot be
+ * dropped one by one). */
+static int put_reuse(avro_value_t *v, size_t n, size_t *have) {
+    if (avro_value_get_size(v, have)) return TL_ENOMEM;
+    if (*have > n) {
+        *have = 0;
+        if (avro_value_reset(v)) return TL_ENOMEM;
+    }
+    return TL_OK;
+}
+
 static int put_attachments(tl_codec_t *c, avro_value_t *v, const tl_attachments_t *a) {
     if (a->n && !a->v) return TL_EINVAL;
     const size_t *ix = c->ix.attachment;
+    size_t have;
+    if (put_reuse(v, a->n, &have)) return TL_ENOMEM;
     for (size_t i = 0; i < a->n; i++) {
         const tl_attachment_t *at = &a->v[i];
         avro_value_t rec, f;
         int rc = TL_ENOMEM;
-        if (avro_value_append(v, &rec, NULL)) return TL_ENOMEM;
+        if (put_item(v, i, have, &rec)) return TL_ENOMEM;
         if (avro_value_get_by_index(&rec, ix[ATT_URL], &f, NULL) || (rc = put_string(c, &f, at->url)))
             return rc;
         if (avro_value_get_by_index(&rec, ix[ATT_MIME], &f, NULL) || (rc = put_string(c, &f, at->mime)))
@@ -1382,9 +1589,11 @@ static int put_attachments(tl_codec_t *c, avro_value_t *v, const tl_attachments_
 
 static int put_strings(tl_codec_t *c, avro_value_t *v, const tl_strs_t *s) {
     if (s->n && !s->v) return TL_EINVAL;
+    size_t have;
+    if (put_reuse(v, s->n, &have)) return TL_ENOMEM;
     for (size_t i = 0; i < s->n; i++) {
         avro_value_t item;
-        if (avro_value_append(v, &item, NULL)) return TL_ENOMEM;
+        if (put_item(v, i, have, &item)) return TL_ENOMEM;
         int rc = put_string(c, &item, s->v[i]);
         if (rc) return rc;
     }
@@ -1392,14 +1601,15 @@ static int put_strings(tl_codec_t *c, avro_value_t *v, const tl_strs_t *s) {
 }
 
 /* Stores the fields of table f (with schema indexes ix) from ev into rec. */
-static int put_fields(tl_codec_t *c, avro_value_t *rec, const fdesc_t *f, size_t n,
-                      const size_t *ix, const tl_event_t *ev) {
+static int put_fields(tl_codec_t *c, avro_value_t *rec, const avro_value_t *handles,
+                      const fdesc_t *f, size_t n, const size_t *ix, const tl_event_t *ev) {
     const char *base = (const char *)ev;
     for (size_t i = 0; i < n; i++) {
         const void *field = base + f[i].off;
         avro_value_t v;
         int rc;
-        if (avro_value_get_by_index(rec, ix[i], &v, NULL)) return TL_ENOMEM;
+        if (handles) v = handles[i];
+        else if (field_at(c, rec, ix[i], &v)) return TL_ENOMEM;
         switch (f[i].kind) {
         case F_STR: rc = put_string(c, &v, *(const tl_str_t *)field); break;
         case F_OPT_STR: rc = put_opt_string(c, &v, *(const tl_str_t *)field); break;
@@ -1422,13 +1632,18 @@ int tl_codec_encode_event(tl_codec_t *c, const tl_event_t *ev, tl_buf_t *out) {
     if (!c->is_event) return set_err(c, TL_EINVAL, "not an event codec");
     if ((unsigned)ev->kind >= TL_EV__COUNT)
         return set_err(c, TL_EINVAL, "event kind %d out of range", (int)ev->kind);
-    avro_value_t *root = tl_codec_value(c), payload, body;
-    int rc = put_fields(c, root, envelope_fields, NENVELOPE, c->ix.envelope, ev);
+    /* No reset: every field of the envelope and of the chosen payload
+     * record is overwritten below, and arrays keep their elements for reuse
+     * (a reset would free them and every string buffer in them). */
+    avro_value_t *root = &c->value, payload, body;
+    int rc = put_fields(c, root, NULL, envelope_fields, NENVELOPE, c->ix.envelope, ev);
     if (rc) return rc;
-    if (avro_value_get_by_index(root, c->ix.payload, &payload, NULL) ||
-        avro_value_set_branch(&payload, (int)ev->kind, &body))
+    const avro_value_t *handles;
+    if (field_at(c, root, c->ix.payload, &payload) ||
+        avro_value_set_branch(&payload, (int)ev->kind, &body) ||
+        !(handles = kind_fields(c, ev->kind, &body)))
         return set_err(c, TL_ENOMEM, "payload: %s", avro_strerror());
-    rc = put_fields(c, &body, payload_fields[ev->kind].f, payload_fields[ev->kind].n,
+    rc = put_fields(c, &body, handles, payload_fields[ev->kind].f, payload_fields[ev->kind].n,
                     c->ix.fields[ev->kind], ev);
     if (rc) return rc;
     return tl_codec_write(c, out);
@@ -1526,14 +1741,15 @@ static int get_strings(tl_codec_t *c, avro_value_t *v, int slot, tl_strs_t *out)
     return TL_OK;
 }
 
-static int get_fields(tl_codec_t *c, avro_value_t *rec, const fdesc_t *f, size_t n,
-                      const size_t *ix, tl_event_t *ev) {
+static int get_fields(tl_codec_t *c, avro_value_t *rec, const avro_value_t *handles,
+                      const fdesc_t *f, size_t n, const size_t *ix, tl_event_t *ev) {
     char *base = (char *)ev;
     for (size_t i = 0; i < n; i++) {
         void *field = base + f[i].off;
         avro_value_t v;
         int rc, x = 0;
-        if (avro_value_get_by_index(rec, ix[i], &v, NULL)) return TL_ECORRUPT;
+        if (handles) v = handles[i];
+        else if (field_at(c, rec, ix[i], &v)) return TL_ECORRUPT;
         switch (f[i].kind) {
         case F_STR: rc = get_string(&v, field); break;
         case F_OPT_STR: rc = get_opt_string(&v, field); break;
@@ -1565,14 +1781,17 @@ int tl_codec_decode_event(tl_codec_t *c, const void *data, size_t len, tl_event_
     if (rc) return rc;
     tl_event_t tmp;
     memset(&tmp, 0, sizeof tmp);
-    if ((rc = get_fields(c, root, envelope_fields, NENVELOPE, c->ix.envelope, &tmp))) return rc;
+    if ((rc = get_fields(c, root, NULL, envelope_fields, NENVELOPE, c->ix.envelope, &tmp)))
+        return rc;
     int kind;
-    if (avro_value_get_by_index(root, c->ix.payload, &payload, NULL) ||
+    const avro_value_t *handles;
+    if (field_at(c, root, c->ix.payload, &payload) ||
         avro_value_get_discriminant(&payload, &kind) || kind < 0 || kind >= TL_EV__COUNT ||
-        avro_value_get_current_branch(&payload, &body))
+        avro_value_get_current_branch(&payload, &body) || !(handles = kind_fields(c, kind, &body)))
         return set_err(c, TL_ECORRUPT, "payload branch out of range");
     tmp.kind = (tl_event_kind_t)kind;
-    rc = get_fields(c, &body, payload_fields[kind].f, payload_fields[kind].n, c->ix.fields[kind], &tmp);
+    rc = get_fields(c, &body, handles, payload_fields[kind].f, payload_fields[kind].n,
+                    c->ix.fields[kind], &tmp);
     if (rc) return rc;
     *ev = tmp;
     return TL_OK;

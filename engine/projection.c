@@ -167,20 +167,25 @@ static int stmt_exec(tl_projection_t *p, stmt_t *s) {
     return rc;
 }
 
+/* Adds slug to set, a PostgreSQL array literal "{web,app}" (slugs are
+ * [a-z_], so no quoting is needed); does nothing if it is already there or
+ * the set is full. */
 static void platforms_add(char *set, size_t n, const char *slug) {
-    /* set is a PostgreSQL array literal "{web,app}"; slugs are [a-z_]. */
-    char needle[40];
-    snprintf(needle, sizeof needle, "%s,", slug);
-    char tmp[160];
-    snprintf(tmp, sizeof tmp, "%s,", set[0] ? set + 1 : "");
-    if (strstr(tmp, needle) && (tmp == strstr(tmp, needle) || strstr(tmp, needle)[-1] == ',')) return;
-    if (!set[0]) snprintf(set, n, "{%s}", slug);
-    else if (strlen(set) + strlen(slug) + 2 < n) {
-        set[strlen(set) - 1] = 0;
-        strcat(set, ",");
-        strcat(set, slug);
-        strcat(set, "}");
+    size_t len = strlen(slug), used = strlen(set);
+    if (used == 0) {
+        snprintf(set, n, "{%s}", slug);
+        return;
     }
+    for (const char *p = set + 1; *p && *p != '}';) {
+        size_t item = strcspn(p, ",}");
+        if (item == len && memcmp(p, slug, len) == 0) return;
+        p += item;
+        if (*p == ',') p++;
+    }
+    if (used + len + 2 > n) return;
+    set[used - 1] = ',';
+    memcpy(set + used, slug, len);
+    memcpy(set + used + len, "}", 2);
 }
 
 static conv_agg_t *conv_get(tl_projection_t *p, const tl_change_t *ch) {

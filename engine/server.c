@@ -87,14 +87,16 @@ int tl_server_run(const tl_config_t *cfg) {
     uv_close((uv_handle_t *)&s.sigint, NULL);
     uv_close((uv_handle_t *)&s.sigterm, NULL);
     uv_close((uv_handle_t *)&s.watchdog, NULL);
-    uv_run(&s.loop, UV_RUN_DEFAULT);
+    /* h2o keeps timers and idle keep-alive connections on the loop, so a
+     * blocking run would never return: give the close callbacks a few turns
+     * and move on; the process is exiting. */
+    for (int i = 0; i < 8; i++) uv_run(&s.loop, UV_RUN_NOWAIT);
     tl_projection_stop(proj);
     tl_fold_worker_stop(s.fold);
     tl_api_free(s.api);
     tl_ingest_free(s.ingest);
-    tl_http_free(s.http);
-    uv_loop_close(&s.loop);
     tl_kafka_free(kafka);
+    tl_info("serve", "stopped");
     return s.exit_status;
 
 fail_proj:

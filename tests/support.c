@@ -201,6 +201,45 @@ int tl_test_kafka_delete_topics(const char *brokers, const char *prefix, int tim
     return ret;
 }
 
+int tl_test_kafka_topic_size(const char *brokers, const char *topic, int timeout_ms,
+                             int64_t *out, char *err, size_t errlen) {
+    kerr_t ke;
+    rd_kafka_t *rk = kafka_client(brokers, &ke, err, errlen);
+    if (rk == NULL)
+        return -1;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rc = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms)
+                                 : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    int ret = -1;
+    if (rc != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 || md->topics[0].err) {
+        seterr(err, errlen, "metadata of %s: %s", topic,
+               rd_kafka_err2str(rc ? rc : md->topic_cnt ? md->topics[0].err
+                                                        : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+    } else {
+        int64_t sum = 0;
+        ret = 0;
+        for (int i = 0; i < md->topics[0].partition_cnt && ret == 0; i++) {
+            int64_t lo, hi;
+            rc = rd_kafka_query_watermark_offsets(rk, topic, md->topics[0].partitions[i].id, &lo,
+                                                  &hi, timeout_ms);
+            if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                seterr(err, errlen, "watermarks of %s [%d]: %s", topic,
+                       md->topics[0].partitions[i].id, rd_kafka_err2str(rc));
+                ret = -1;
+            }
+            sum += hi;
+        }
+        *out = sum;
+    }
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    if (rkt != NULL)
+        rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return ret;
+}
+
 /* -------------------------------------------------------------- processes */
 
 /* The child half of a spawn: only async-signal-safe calls from here on. */

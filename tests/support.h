@@ -56,6 +56,12 @@ int tl_test_kafka_ping(const char *brokers, int timeout_ms, char *err, size_t er
 int tl_test_kafka_delete_topics(const char *brokers, const char *prefix, int timeout_ms,
                                 char *err, size_t errlen);
 
+/* Sums the high watermarks of topic's partitions into *out: how many
+ * offsets the log holds (records, plus transaction markers if transactional
+ * producers wrote to it).  Returns 0, or -1 with a message in err. */
+int tl_test_kafka_topic_size(const char *brokers, const char *topic, int timeout_ms,
+                             int64_t *out, char *err, size_t errlen);
+
 /* -------------------------------------------------------------- processes */
 
 /* Runs argv (argv[0] is a path, argv NULL-terminated) with stdout and
