@@ -44,6 +44,24 @@
  * length prefix) than its copy does in the arena, so an arena as long as
  * the datum is enough, and it is sized before the walk starts.
  *
+ * The reader value is reused, never reset between records, because in
+ * avro-c resetting is what costs: resetting a generic array frees every
+ * element and the string buffers in it, and appending builds them again,
+ * which made a record with one attachment cost half as much again as one
+ * without.  So a decode overwrites array elements in place and appends
+ * only beyond the old count (walk_items), the event encoder overwrites
+ * every field instead of resetting, and record field handles are
+ * remembered for the record handle they came from (res_fields_t) instead of
+ * being asked for on every record.  Steady state then allocates nothing;
+ * bench_codec's 600-byte MessageReceived decodes in about 450 ns, a third
+ * of it spent reading the value back into tl_event_t.
+ *
+ * Errors: a length or count that runs past the end of the input is
+ * TL_ETRUNCATED, not TL_ECORRUPT.  A cut-off record and a damaged length
+ * look the same from inside; calling both "truncated" makes every prefix
+ * of a good record fail the same way, which is what a reader that got
+ * half a message needs to hear.
+ *
  * The event layer maps tl_event_t field by field through tables of
  * (schema field name, kind, offset in tl_event_t); the schema field index of
  * every entry is looked up once, when the codec is made, and the schema is
@@ -118,7 +136,9 @@ struct res {
     size_t ndef;
     res_default_t *def;             /* record: reader fields the writer lacks */
     size_t minsize;                 /* fewest bytes one datum takes */
-    avro_schema_t ws, rs;           /* what the node was built for (memo) */
+    avro_schema_t ws, rs;           /* what the node was built for, the
+                                       memo key of records: rs as referenced
+                                       (a named-type reference stays one) */
     struct res_fields *fields;      /* record with a reader: see walk_record */
     res_t *next;                    /* every node of a plan, for memo and free */
 };
@@ -857,6 +877,24 @@ static COLD int rd_avro_err(rd_t *rd, int rc, const char *what) {
 
 static int rd_long_slow(rd_t *rd, int64_t *out) {
     uint64_t v = 0;
+    if (rd->end - rd->p >= 10) {
+        /* A whole varint fits: no end check per byte (timestamps take six). */
+        const uint8_t *p = rd->p;
+        unsigned i = 0;
+        uint8_t byte;
+        do {
+            byte = p[i];
+            v |= (uint64_t)(byte & 0x7f) << (7 * i);
+        } while ((byte & 0x80) && ++i < 9);
+        if (byte & 0x80) {
+            if (p[9] > 1) return rd_err(rd, TL_ECORRUPT, "varint longer than 64 bits");
+            v |= (uint64_t)p[9] << 63;
+            i = 9;
+        }
+        rd->p = p + i + 1;
+        *out = (int64_t)((v >> 1) ^ (~(v & 1) + 1));
+        return TL_OK;
+    }
     for (unsigned shift = 0;; shift += 7) {
         if (rd->p == rd->end) return rd_err(rd, TL_ETRUNCATED, "varint runs past the end");
         uint8_t byte = *rd->p++;

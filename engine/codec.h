@@ -34,7 +34,10 @@
  * records of one shape allocates nothing.  Anything a decode hands out
  * (the avro_value_t, tl_str_t pointers, attachment and tag arrays) stays
  * valid until the next call on the same codec that takes a non-const
- * tl_codec_t.
+ * tl_codec_t.  Decoded strings borrow the codec's input copy while encoded
+ * ones own their buffers, so a codec that alternates between the two
+ * reallocates string buffers each time: where both directions are hot,
+ * give each its own codec.
  */
 #ifndef TL_CODEC_H
 #define TL_CODEC_H

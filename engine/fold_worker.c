@@ -367,6 +367,10 @@ int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_work
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", NULL, 0);
     rd_kafka_conf_set(conf, "session.timeout.ms", "10000", NULL, 0);
+    /* Static membership: a restarted process takes its partitions back at
+     * once instead of waiting out its crashed predecessor's session. */
+    snprintf(txid, sizeof txid, "%s-%s", group, cfg->instance);
+    rd_kafka_conf_set(conf, "group.instance.id", txid, NULL, 0);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, w);
     if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {

@@ -596,6 +596,10 @@ int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const char *n
     rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", NULL, 0);
     rd_kafka_conf_set(conf, "session.timeout.ms", "10000", NULL, 0);
+    /* Static membership, as in the fold worker: a restart resumes at once. */
+    char member[192];
+    snprintf(member, sizeof member, "%s-%s", group, cfg->instance);
+    rd_kafka_conf_set(conf, "group.instance.id", member, NULL, 0);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, p);
     if (!(p->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {

@@ -373,6 +373,44 @@ START_TEST(codec_roundtrip_on_one_codec_reuses_it) {
 }
 END_TEST
 
+START_TEST(codec_reuses_arrays_as_they_grow_and_shrink) {
+    /* The codec keeps array elements from one record to the next; counts
+     * going up and down (and attachments that are named-type references,
+     * as in AgentReplied) must still give exactly the record's items. */
+    static const size_t counts[] = { 1, 3, 2, 0, 3, 1, 1, 0, 2 };
+    tl_attachment_t many[3];
+    tl_str_t tags[3] = { TL_STR("甲"), TL_STR("乙乙"), TL_STR("") };
+    for (int i = 0; i < 3; i++) {
+        many[i] = sample_attachments[i % 2];
+        many[i].bytes = 1000 * (i + 1);
+        many[i].has_width = i != 1;
+    }
+    tl_codec_t *enc = event_codec(), *dec = event_codec();
+    tl_buf_t out;
+    tl_buf_init(&out);
+    for (size_t round = 0; round < 3 * sizeof counts / sizeof counts[0]; round++) {
+        size_t n = counts[round % (sizeof counts / sizeof counts[0])];
+        static const tl_event_kind_t kinds[] = { TL_EV_MESSAGE_RECEIVED, TL_EV_AGENT_REPLIED,
+                                                 TL_EV_CONVERSATION_TAGGED };
+        tl_event_t ev = sample_event(kinds[round % 3], 1), got;
+        tl_attachments_t atts = { many, n };
+        if (ev.kind == TL_EV_MESSAGE_RECEIVED) ev.u.message.attachments = atts;
+        if (ev.kind == TL_EV_AGENT_REPLIED) ev.u.reply.attachments = atts;
+        if (ev.kind == TL_EV_CONVERSATION_TAGGED) {
+            ev.u.tag.added = (tl_strs_t){ tags, n };
+            ev.u.tag.removed = (tl_strs_t){ tags + (3 - n), n };
+        }
+        tl_buf_reset(&out);
+        ck_assert_int_eq(tl_codec_encode_event(enc, &ev, &out), TL_OK);
+        ck_assert_int_eq(tl_codec_decode_event(dec, out.data, out.len, &got), TL_OK);
+        event_eq(&ev, &got);
+    }
+    tl_buf_close(&out);
+    tl_codec_free(enc);
+    tl_codec_free(dec);
+}
+END_TEST
+
 START_TEST(codec_encoding_starts_with_marker_and_schema_fingerprint) {
     tl_codec_t *c = event_codec();
     uint64_t fp = 0;
@@ -750,6 +788,59 @@ START_TEST(codec_rejects_incompatible_writer_schemas) {
     tl_codec_free(r1);
     free(v1);
     free(v2);
+}
+END_TEST
+
+static void strip_docs(json_t *j) {
+    if (json_is_object(j)) {
+        json_object_del(j, "doc");
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v) strip_docs(v);
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) strip_docs(v);
+    }
+}
+
+START_TEST(codec_event_schema_resolves_against_itself) {
+    /* The same schema in another layout (keys sorted, indented, no docs) is
+     * the same schema: same fingerprint, nothing new to register, and an
+     * independent parse of it reads the event codec's records. */
+    json_t *root = json_loads(tl_schema_event, 0, NULL);
+    strip_docs(root);
+    char *relaid = json_dumps(root, JSON_INDENT(3) | JSON_SORT_KEYS);
+    json_decref(root);
+    ck_assert_str_ne(relaid, tl_schema_event);
+
+    tl_codec_t *ev_codec = event_codec(), *generic = codec_for(relaid);
+    ck_assert(tl_codec_fingerprint(generic) == tl_codec_fingerprint(ev_codec));
+    ck_assert_int_eq(tl_codec_add_writer(ev_codec, tl_schema_event), TL_OK);
+    ck_assert_int_eq(tl_codec_add_writer(ev_codec, relaid), TL_OK);
+    ck_assert_int_eq(tl_codec_add_writer(generic, tl_schema_event), TL_OK);
+
+    tl_buf_t out;
+    tl_buf_init(&out);
+    for (int k = 0; k < TL_EV__COUNT; k++) {
+        tl_event_t ev = sample_event((tl_event_kind_t)k, k % 2), got;
+        tl_buf_reset(&out);
+        ck_assert_int_eq(tl_codec_encode_event(ev_codec, &ev, &out), TL_OK);
+        avro_value_t *v, payload;
+        ck_assert_int_eq(tl_codec_read(generic, out.data, out.len, &v), TL_OK);
+        avro_value_t f = field(v, "customer_id");
+        assert_str(&f, "c-5f2a9e");
+        int disc = -1;
+        payload = field(v, "payload");
+        ck_assert_int_eq(avro_value_get_discriminant(&payload, &disc), 0);
+        ck_assert_int_eq(disc, k);
+        ck_assert_int_eq(tl_codec_decode_event(ev_codec, out.data, out.len, &got), TL_OK);
+        event_eq(&ev, &got);
+    }
+    tl_buf_close(&out);
+    tl_codec_free(ev_codec);
+    tl_codec_free(generic);
+    free(relaid);
 }
 END_TEST
 
@@ -1268,6 +1359,7 @@ Suite *tl_codec_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, codec_roundtrip_every_event_kind);
     tcase_add_test(tc, codec_roundtrip_on_one_codec_reuses_it);
+    tcase_add_test(tc, codec_reuses_arrays_as_they_grow_and_shrink);
     tcase_add_test(tc, codec_encoding_starts_with_marker_and_schema_fingerprint);
     tcase_add_test(tc, codec_event_enums_match_event_h);
     tcase_add_test(tc, codec_encode_rejects_bad_event_and_leaves_output);
@@ -1277,6 +1369,7 @@ Suite *tl_codec_suite(void) {
     tcase_add_test(tc, codec_reads_record_written_by_fastavro);
     tcase_add_test(tc, codec_resolves_v1_writer_against_v2_reader);
     tcase_add_test(tc, codec_rejects_incompatible_writer_schemas);
+    tcase_add_test(tc, codec_event_schema_resolves_against_itself);
     tcase_add_test(tc, codec_resolves_current_event_writer_against_evolved_reader);
     tcase_add_test(tc, codec_event_reader_skips_fields_of_newer_writer);
     tcase_add_test(tc, codec_resolves_unions_and_promotions);

@@ -49,7 +49,6 @@ static char it_db_tag[64];  /* tl_it_<runner pid>_ */
 
 /* One test's resources, so a failure anywhere can release them. */
 typedef struct it_test {
-    int n;
     char prefix[128];
     char db[128];
     char dsn[1024];
@@ -60,6 +59,8 @@ typedef struct it_test {
 } it_test_t;
 
 static it_test_t it;
+/* Outside `it`: with CK_FORK=no all tests share one process and pid. */
+static int it_seq;
 
 static void it_cleanup(int ok) {
     char err[512];
@@ -164,7 +165,7 @@ static void it_teardown(void) {
  * flags (NULL-terminated) or NULL. */
 static void it_begin(const char *const *extra) {
     char err[1024];
-    int n = ++it.n;
+    int n = ++it_seq;
     snprintf(it.prefix, sizeof it.prefix, "%sx%dx%d", it_run_tag, (int)getpid(), n);
     snprintf(it.db, sizeof it.db, "%s%d_%d", it_db_tag, (int)getpid(), n);
     IT_ASSERT(tl_test_pg_dsn_for(it_pg_dsn, it.db, it.dsn, sizeof it.dsn) == 0, "DSN too long");
