@@ -104,8 +104,8 @@ enum res_store {
 
 typedef struct res_default {
     size_t rindex;                  /* reader field */
-    avro_value_iface_t *iface;
-    avro_value_t value;             /* built from the JSON default */
+    avro_schema_t schema;           /* its type */
+    json_t *json;                   /* its default, in the codec's reader JSON */
 } res_default_t;
 
 /* The handles of a reader record's fields, remembered for the record
@@ -433,47 +433,58 @@ static int default_record(tl_codec_t *c, json_t *j, avro_schema_t s, avro_value_
         json_t *fv = json_object_get(j, name);
         if (!fv) fv = json_object_get(json_array_get(jfields, i), "default");
         if (!fv) return TL_ESCHEMA;
-        avro_value_t child;
-        if (avro_value_get_by_index(v, i, &child, NULL)) return TL_ENOMEM;
-        int rc = default_to_value(c, fv, avro_schema_record_field_get_by_index(s, (int)i), &child);
+        avro_value_t child, *cp = NULL;
+        if (v) {
+            if (avro_value_get_by_index(v, i, &child, NULL)) return TL_ENOMEM;
+            cp = &child;
+        }
+        int rc = default_to_value(c, fv, avro_schema_record_field_get_by_index(s, (int)i), cp);
         if (rc) return rc;
     }
     return TL_OK;
 }
 
-/* Stores the JSON default j of schema s into v.  TL_ESCHEMA when j does not
- * fit s. */
+/* Stores the JSON default j of schema s into v, or with v == NULL only
+ * checks that it fits.  TL_ESCHEMA when it does not.
+ *
+ * Defaults are applied from the JSON each time rather than built once as
+ * values of their own, because avro-c cannot make a standalone value of a
+ * type that refers to named types defined elsewhere in the schema ("Never
+ * created a value implementation"); and they are only needed for records
+ * from an older writer. */
 static int default_to_value(tl_codec_t *c, json_t *j, avro_schema_t s, avro_value_t *v) {
     s = deref(s);
     int rc = 0;
     switch (avro_typeof(s)) {
     case AVRO_NULL:
-        return json_is_null(j) ? (avro_value_set_null(v) ? TL_ENOMEM : TL_OK) : TL_ESCHEMA;
+        if (!json_is_null(j)) return TL_ESCHEMA;
+        rc = v ? avro_value_set_null(v) : 0;
+        break;
     case AVRO_BOOLEAN:
         if (!json_is_boolean(j)) return TL_ESCHEMA;
-        rc = avro_value_set_boolean(v, json_is_true(j));
+        rc = v ? avro_value_set_boolean(v, json_is_true(j)) : 0;
         break;
     case AVRO_INT32:
         if (!json_is_integer(j) || json_integer_value(j) < INT32_MIN ||
             json_integer_value(j) > INT32_MAX)
             return TL_ESCHEMA;
-        rc = avro_value_set_int(v, (int32_t)json_integer_value(j));
+        rc = v ? avro_value_set_int(v, (int32_t)json_integer_value(j)) : 0;
         break;
     case AVRO_INT64:
         if (!json_is_integer(j)) return TL_ESCHEMA;
-        rc = avro_value_set_long(v, json_integer_value(j));
+        rc = v ? avro_value_set_long(v, json_integer_value(j)) : 0;
         break;
     case AVRO_FLOAT:
         if (!json_is_number(j)) return TL_ESCHEMA;
-        rc = avro_value_set_float(v, (float)json_number_value(j));
+        rc = v ? avro_value_set_float(v, (float)json_number_value(j)) : 0;
         break;
     case AVRO_DOUBLE:
         if (!json_is_number(j)) return TL_ESCHEMA;
-        rc = avro_value_set_double(v, json_number_value(j));
+        rc = v ? avro_value_set_double(v, json_number_value(j)) : 0;
         break;
     case AVRO_STRING:
         if (!json_is_string(j)) return TL_ESCHEMA;
-        rc = avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
+        rc = v ? avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1) : 0;
         break;
     case AVRO_BYTES:
     case AVRO_FIXED: {
@@ -485,8 +496,9 @@ static int default_to_value(tl_codec_t *c, json_t *j, avro_schema_t s, avro_valu
             free(b);
             return TL_ESCHEMA;
         }
-        rc = avro_typeof(s) == AVRO_FIXED ? avro_value_set_fixed(v, b, n)
-                                          : avro_value_set_bytes(v, b, n);
+        if (v)
+            rc = avro_typeof(s) == AVRO_FIXED ? avro_value_set_fixed(v, b, n)
+                                              : avro_value_set_bytes(v, b, n);
         free(b);
         break;
     }
@@ -494,28 +506,27 @@ static int default_to_value(tl_codec_t *c, json_t *j, avro_schema_t s, avro_valu
         if (!json_is_string(j)) return TL_ESCHEMA;
         int sym = avro_schema_enum_get_by_name(s, json_string_value(j));
         if (sym < 0) return TL_ESCHEMA;
-        rc = avro_value_set_enum(v, sym);
+        rc = v ? avro_value_set_enum(v, sym) : 0;
         break;
     }
-    case AVRO_ARRAY: {
-        if (!json_is_array(j)) return TL_ESCHEMA;
-        size_t i;
-        json_t *item;
-        json_array_foreach(j, i, item) {
-            avro_value_t child;
-            if (avro_value_append(v, &child, NULL)) return TL_ENOMEM;
-            if ((rc = default_to_value(c, item, avro_schema_array_items(s), &child))) return rc;
-        }
-        return TL_OK;
-    }
+    case AVRO_ARRAY:
     case AVRO_MAP: {
-        if (!json_is_object(j)) return TL_ESCHEMA;
-        const char *key;
-        json_t *item;
-        json_object_foreach(j, key, item) {
-            avro_value_t child;
-            if (avro_value_add(v, key, &child, NULL, NULL)) return TL_ENOMEM;
-            if ((rc = default_to_value(c, item, avro_schema_map_values(s), &child))) return rc;
+        int is_array = avro_typeof(s) == AVRO_ARRAY;
+        if (is_array ? !json_is_array(j) : !json_is_object(j)) return TL_ESCHEMA;
+        if (v && avro_value_reset(v)) return TL_ENOMEM;
+        avro_schema_t item = is_array ? avro_schema_array_items(s) : avro_schema_map_values(s);
+        void *iter = is_array ? NULL : json_object_iter(j);
+        for (size_t i = 0; is_array ? i < json_array_size(j) : iter != NULL; i++) {
+            avro_value_t child, *cp = NULL;
+            if (v) {
+                rc = is_array ? avro_value_append(v, &child, NULL)
+                              : avro_value_add(v, json_object_iter_key(iter), &child, NULL, NULL);
+                if (rc) return TL_ENOMEM;
+                cp = &child;
+            }
+            json_t *jv = is_array ? json_array_get(j, i) : json_object_iter_value(iter);
+            if ((rc = default_to_value(c, jv, item, cp))) return rc;
+            if (!is_array) iter = json_object_iter_next(j, iter);
         }
         return TL_OK;
     }
@@ -523,10 +534,13 @@ static int default_to_value(tl_codec_t *c, json_t *j, avro_schema_t s, avro_valu
         return default_record(c, j, s, v);
     case AVRO_UNION: {
         /* A union's default belongs to its first branch. */
-        avro_value_t branch;
+        avro_value_t branch, *bp = NULL;
         if (avro_schema_union_size(s) == 0) return TL_ESCHEMA;
-        if (avro_value_set_branch(v, 0, &branch)) return TL_ENOMEM;
-        return default_to_value(c, j, avro_schema_union_branch(s, 0), &branch);
+        if (v) {
+            if (avro_value_set_branch(v, 0, &branch)) return TL_ENOMEM;
+            bp = &branch;
+        }
+        return default_to_value(c, j, avro_schema_union_branch(s, 0), bp);
     }
     default:
         return TL_ESCHEMA;
@@ -560,10 +574,6 @@ static res_t *res_new(build_t *b, int op, int store, avro_schema_t ws, avro_sche
 static void res_free_all(res_t *r) {
     while (r) {
         res_t *next = r->next;
-        for (size_t i = 0; i < r->ndef; i++) {
-            avro_value_decref(&r->def[i].value);
-            avro_value_iface_decref(r->def[i].iface);
-        }
         free(r->def);
         if (r->fields) free(r->fields->v);
         free(r->fields);
@@ -678,29 +688,20 @@ static res_t *resolve_record(build_t *b, avro_schema_t ws, avro_schema_t rs, avr
                     avro_schema_name(rs), name);
             return NULL;
         }
+        avro_schema_t fs = avro_schema_record_field_get_by_index(rs, (int)ri);
+        int rc = default_to_value(c, jdef, fs, NULL);
+        if (rc) {
+            set_err(c, rc, "field %s.%s: default does not match its type",
+                    avro_schema_name(rs), name);
+            return NULL;
+        }
         res_default_t *d = realloc(r->def, (r->ndef + 1) * sizeof *d);
         if (!d) {
             set_err(c, TL_ENOMEM, "out of memory");
             return NULL;
         }
         r->def = d;
-        d = &r->def[r->ndef];
-        avro_schema_t fs = avro_schema_record_field_get_by_index(rs, (int)ri);
-        d->rindex = ri;
-        d->iface = avro_generic_class_from_schema(fs);
-        if (!d->iface || avro_generic_value_new(d->iface, &d->value)) {
-            if (d->iface) avro_value_iface_decref(d->iface);
-            set_err(c, TL_ENOMEM, "default of %s.%s: %s", avro_schema_name(rs), name,
-                    avro_strerror());
-            return NULL;
-        }
-        r->ndef++;
-        int rc = default_to_value(c, jdef, fs, &d->value);
-        if (rc) {
-            set_err(c, rc, "field %s.%s: default does not match its type",
-                    avro_schema_name(rs), name);
-            return NULL;
-        }
+        r->def[r->ndef++] = (res_default_t){ ri, fs, jdef };
     }
     return r;
 }
@@ -1074,8 +1075,8 @@ static __attribute__((noinline)) int walk_record(rd_t *rd, const res_t *r, avro_
             child = fields[r->def[i].rindex];
         else if ((rc = avro_value_get_by_index(dst, r->def[i].rindex, &child, NULL)))
             return rd_avro_err(rd, rc, "field default");
-        if ((rc = avro_value_copy_fast(&child, &r->def[i].value)))
-            return rd_avro_err(rd, rc, "field default");
+        if ((rc = default_to_value(rd->c, r->def[i].json, r->def[i].schema, &child)))
+            return rd_err(rd, rc, "default of field %zu could not be stored", r->def[i].rindex);
     }
     return TL_OK;
 }

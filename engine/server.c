@@ -2,6 +2,7 @@
  * server.c -- the serve composition (see server.h).
  */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,6 +17,12 @@
 #include "server.h"
 
 typedef struct server {
+    const tl_config_t *cfg;
+    tl_kafka_t *kafka;
+    uv_work_t topics;           /* ensures the topics, off the loop */
+    int topics_rc, topics_pending;
+    atomic_int stopping;
+    tl_projection_t *proj;
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
     uv_timer_t watchdog;
@@ -27,6 +34,7 @@ typedef struct server {
 } server_t;
 
 static void stop_loop(server_t *s) {
+    atomic_store(&s->stopping, 1);
     uv_signal_stop(&s->sigint);
     uv_signal_stop(&s->sigterm);
     uv_timer_stop(&s->watchdog);
@@ -48,27 +56,60 @@ static void on_watchdog(uv_timer_t *h) {
     }
 }
 
+/* Thread pool: creates or checks the topics, retrying while Kafka is
+ * unreachable.  Serving does not wait for it: until Kafka answers, ingest
+ * says 503 and /readyz says not ready, which is what an operator and a
+ * load balancer need to see. */
+static void topics_work(uv_work_t *w) {
+    server_t *s = w->data;
+    int warned = 0;
+    while (!atomic_load(&s->stopping)) {
+        s->topics_rc = tl_kafka_ensure_topics(s->kafka, (int)s->cfg->partitions, 5000);
+        if (s->topics_rc != TL_EKAFKA_DOWN) return;
+        if (!warned++)
+            tl_warn("serve", "Kafka at %s not reachable; serving 503 and retrying",
+                    tl_kafka_brokers(s->kafka));
+    }
+}
+
+/* Loop thread: topics exist, so the workers can subscribe. */
+static void topics_done(uv_work_t *w, int status) {
+    server_t *s = w->data;
+    int rc = s->topics_rc;
+    s->topics_pending = 0;
+    if (status == UV_ECANCELED || atomic_load(&s->stopping)) return;
+    if (rc == TL_OK && s->cfg->fold) rc = tl_fold_worker_start(s->kafka, s->cfg, &s->fold);
+    if (rc == TL_OK && s->cfg->project) rc = tl_projection_start(s->kafka, s->cfg, "agent", &s->proj);
+    if (rc != TL_OK) {
+        tl_error("serve", "cannot start the workers: %s", tl_strerror(rc));
+        s->exit_status = 1;
+        stop_loop(s);
+        return;
+    }
+    tl_info("serve", "workers started (fold %s, projection %s)", s->fold ? "on" : "off",
+            s->proj ? "on" : "off");
+}
+
 int tl_server_run(const tl_config_t *cfg) {
     server_t s = {0};
     tl_kafka_t *kafka = NULL;
-    tl_projection_t *proj = NULL;
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
+    s.cfg = cfg;
+    atomic_init(&s.stopping, 0);
     if ((rc = tl_kafka_new(cfg, &kafka))) goto fail;
-    /* Topics first: a worker subscribing to a missing topic would wait. */
-    while ((rc = tl_kafka_ensure_topics(kafka, (int)cfg->partitions, 10000)) == TL_EKAFKA_DOWN) {
-        tl_warn("serve", "Kafka at %s not reachable yet; retrying", tl_kafka_brokers(kafka));
-    }
-    if (rc) goto fail_kafka;
+    s.kafka = kafka;
 
     uv_loop_init(&s.loop);
+    rc = TL_ENOMEM;
     if (!(s.http = tl_http_new(&s.loop, (size_t)cfg->max_body))) goto fail_loop;
     if ((rc = tl_ingest_new(&s.loop, s.http, kafka, cfg, &s.ingest))) goto fail_http;
     if ((rc = tl_api_new(&s.loop, s.http, s.ingest, cfg, &s.api))) goto fail_ingest;
-    if (cfg->fold && (rc = tl_fold_worker_start(kafka, cfg, &s.fold))) goto fail_api;
-    if (cfg->project && (rc = tl_projection_start(kafka, cfg, "agent", &proj))) goto fail_fold;
-    if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_proj;
+    if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_api;
+    s.topics.data = &s;
+    s.topics_pending = 1;
+    uv_queue_work(&s.loop, &s.topics, topics_work, topics_done);
 
     uv_signal_init(&s.loop, &s.sigint);
     uv_signal_init(&s.loop, &s.sigterm);
@@ -91,7 +132,9 @@ int tl_server_run(const tl_config_t *cfg) {
      * blocking run would never return: give the close callbacks a few turns
      * and move on; the process is exiting. */
     for (int i = 0; i < 8; i++) uv_run(&s.loop, UV_RUN_NOWAIT);
-    tl_projection_stop(proj);
+    /* The topic check notices `stopping` within one attempt. */
+    while (s.topics_pending) uv_run(&s.loop, UV_RUN_ONCE);
+    tl_projection_stop(s.proj);
     tl_fold_worker_stop(s.fold);
     tl_api_free(s.api);
     tl_ingest_free(s.ingest);
@@ -99,10 +142,6 @@ int tl_server_run(const tl_config_t *cfg) {
     tl_info("serve", "stopped");
     return s.exit_status;
 
-fail_proj:
-    tl_projection_stop(proj);
-fail_fold:
-    tl_fold_worker_stop(s.fold);
 fail_api:
     tl_api_free(s.api);
 fail_ingest:
@@ -113,7 +152,6 @@ fail_http:
     tl_http_free(s.http);
 fail_loop:
     uv_loop_close(&s.loop);
-fail_kafka:
     tl_kafka_free(kafka);
 fail:
     tl_error("serve", "start-up failed: %s", tl_strerror(rc));

@@ -161,9 +161,10 @@ static void it_teardown(void) {
     it_cleanup(1);
 }
 
-/* A fresh database, migrated, and a server on it, ready.  extra: more serve
- * flags (NULL-terminated) or NULL. */
-static void it_begin(const char *const *extra) {
+/* A fresh database, migrated, and a server on it talking to `brokers`;
+ * waits for /readyz when `ready`.  extra: more serve flags
+ * (NULL-terminated) or NULL. */
+static void it_begin_on(const char *brokers, int ready, const char *const *extra) {
     char err[1024];
     int n = ++it_seq;
     snprintf(it.prefix, sizeof it.prefix, "%sx%dx%d", it_run_tag, (int)getpid(), n);
@@ -172,7 +173,7 @@ static void it_begin(const char *const *extra) {
     IT_ASSERT(tl_test_pg_create_db(it_pg_dsn, it.db, err, sizeof err) == 0, "%s", err);
     it.have_db = 1;
 
-    IT_ASSERT(tl_test_serve_init(&it.serve, it_exe, it_brokers, it.dsn, it.prefix,
+    IT_ASSERT(tl_test_serve_init(&it.serve, it_exe, brokers, it.dsn, it.prefix,
                                  IT_PARTITIONS, extra, err, sizeof err) == 0,
               "%s", err);
     it.have_serve = 1;
@@ -183,12 +184,16 @@ static void it_begin(const char *const *extra) {
               rc < 0 ? err : "non-zero exit (see the log above)");
 
     IT_ASSERT(tl_test_serve_start(&it.serve, err, sizeof err) == 0, "%s", err);
-    IT_ASSERT(tl_test_serve_wait_ready(&it.serve, IT_READY_MS, err, sizeof err) == 0,
-              "serve not ready: %s", err);
+    if (ready)
+        IT_ASSERT(tl_test_serve_wait_ready(&it.serve, IT_READY_MS, err, sizeof err) == 0,
+                  "serve not ready: %s", err);
 
     it.pg = tl_test_pg_connect(it.dsn, err, sizeof err);
     IT_ASSERT(it.pg != NULL, "%s", err);
 }
+
+/* The usual start: the real broker, ready. */
+static void it_begin(const char *const *extra) { it_begin_on(it_brokers, 1, extra); }
 
 /* --------------------------------------------------------------- messages */
 
@@ -842,6 +847,56 @@ START_TEST(pipeline_bad_input_gets_problem_json) {
 }
 END_TEST
 
+/* With no broker to talk to, serve still answers: not ready, and ingest
+ * refuses with 503 and Retry-After instead of acknowledging anything. */
+START_TEST(pipeline_kafka_down_answers_503_and_acknowledges_nothing) {
+    static const char *const extra[] = {"--ack-timeout-ms", "1500", NULL};
+    char dead[32], url[160], body[256];
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", tl_test_free_port());
+    it_begin_on(dead, 0, extra);
+    CURL *curl = curl_easy_init();
+    IT_ASSERT(curl != NULL, "curl_easy_init failed");
+    tl_test_resp_t resp;
+    long status = 0;
+    snprintf(url, sizeof url, "%s/healthz", it.serve.base_url);
+    for (int i = 0; i < 300 && status != 200; i++) {
+        if (tl_test_http(curl, "GET", url, NULL, 0, 2000, &resp) == 0) status = resp.status;
+        tl_test_resp_close(&resp);
+        if (status != 200) tl_test_sleep_ms(100);
+    }
+    IT_ASSERT(status == 200, "serve never answered /healthz with Kafka down");
+
+    snprintf(url, sizeof url, "%s/readyz", it.serve.base_url);
+    IT_ASSERT(tl_test_http(curl, "GET", url, NULL, 0, 10000, &resp) == 0, "readyz: %s", resp.error);
+    status = resp.status;
+    int problem = tl_test_resp_is(&resp, "application/problem+json");
+    tl_test_resp_close(&resp);
+    IT_ASSERT(status == 503 && problem, "readyz with Kafka down: %ld, want 503 problem+json", status);
+
+    snprintf(url, sizeof url, "%s/v1/ingest/web", it.serve.base_url);
+    snprintf(body, sizeof body,
+             "{\"tenant_id\":\"acme\",\"visitor_id\":\"v-0\",\"message_id\":\"down-1\","
+             "\"sent_at\":%" PRId64 ",\"text\":\"is anyone there?\"}", tl_test_now_ms());
+    int64_t t0 = tl_test_mono_ms();
+    IT_ASSERT(tl_test_http(curl, "POST", url, body, strlen(body), 20000, &resp) == 0,
+              "ingest: %s", resp.error);
+    int64_t took = tl_test_mono_ms() - t0;
+    status = resp.status;
+    problem = tl_test_resp_is(&resp, "application/problem+json");
+    int retry = resp.retry_after[0] != 0;
+    char got[512];
+    snprintf(got, sizeof got, "%s", resp.body ? resp.body : "");
+    tl_test_resp_close(&resp);
+    curl_easy_cleanup(curl);
+    IT_ASSERT(status == 503, "ingest with Kafka down: %ld, want 503: %s", status, got);
+    IT_ASSERT(problem && retry, "503 must be problem+json with Retry-After: %s", got);
+    IT_ASSERT(took < 10000, "503 took %lld ms; the ack timeout is 1500 ms", (long long)took);
+    IT_ASSERT(it_timeline_count() == 0, "something reached the timeline with Kafka down");
+    printf("pipeline: Kafka down: readyz 503, ingest 503 with Retry-After after %lld ms\n",
+           (long long)took);
+}
+END_TEST
+
 Suite *tl_pipeline_suite(void) {
     Suite *s = suite_create("pipeline");
     TCase *tc = tcase_create("services");
@@ -851,6 +906,7 @@ Suite *tl_pipeline_suite(void) {
     tcase_add_test(tc, pipeline_concurrent_messages_land_once_in_order);
     tcase_add_test(tc, pipeline_sigkill_loses_nothing_acknowledged);
     tcase_add_test(tc, pipeline_bad_input_gets_problem_json);
+    tcase_add_test(tc, pipeline_kafka_down_answers_503_and_acknowledges_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
