@@ -19,12 +19,21 @@ enum {
 
 tl_codec_t *tl_change_codec_new(int *err) { return tl_codec_new(tl_schema_change, err); }
 
+/* avro-c copies len + 1 bytes and expects the last to be a NUL; a
+ * tl_str_t promises no NUL, so copy through a terminated scratch buffer.
+ * Change strings are ids (at most ~100 bytes): the stack is enough. */
+static int set_str_value(avro_value_t *f, tl_str_t s) {
+    char tmp[256];
+    if (s.len >= sizeof tmp) return TL_EINVAL;
+    if (s.len) memcpy(tmp, s.ptr, s.len);
+    tmp[s.len] = 0;
+    return avro_value_set_string_len(f, tmp, s.len + 1) ? TL_ENOMEM : TL_OK;
+}
+
 static int set_str(avro_value_t *rec, int idx, tl_str_t s) {
     avro_value_t f;
     if (avro_value_get_by_index(rec, (size_t)idx, &f, NULL)) return TL_ENOMEM;
-    /* avro-c wants the length including a NUL; give it a NUL-terminated copy
-     * via the raw-string path, which copies exactly len bytes. */
-    return avro_value_set_string_len(&f, s.len ? s.ptr : "", s.len + 1) ? TL_ENOMEM : TL_OK;
+    return set_str_value(&f, s);
 }
 
 static int set_long(avro_value_t *rec, int idx, int64_t v) {
@@ -46,7 +55,7 @@ int tl_change_encode(tl_codec_t *codec, const tl_change_t *ch, tl_buf_t *out) {
     e |= avro_value_get_by_index(v, F_CONVERSATION_ID, &f, NULL);
     if (ch->conversation_id.ptr && ch->conversation_id.len) {
         e |= avro_value_set_branch(&f, 1, &b);
-        e |= avro_value_set_string_len(&b, ch->conversation_id.ptr, ch->conversation_id.len + 1);
+        e |= set_str_value(&b, ch->conversation_id);
     } else {
         e |= avro_value_set_branch(&f, 0, &b);
         e |= avro_value_set_null(&b);
@@ -59,7 +68,9 @@ int tl_change_encode(tl_codec_t *codec, const tl_change_t *ch, tl_buf_t *out) {
     e |= avro_value_set_boolean(&f, ch->duplicate);
     e |= avro_value_get_by_index(v, F_EVENT, &f, NULL);
     e |= avro_value_set_bytes(&f, (void *)ch->event.ptr, ch->event.len);
-    if (e) return TL_ENOMEM;
+    /* avro-c setters fail only on a type mismatch (a bug caught by the
+     * tests) or allocation; set_str_value on an oversized id. */
+    if (e) return TL_EINVAL;
     return tl_codec_write(codec, out);
 }
 

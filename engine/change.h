@@ -35,10 +35,9 @@ typedef struct tl_change {
  * set on failure.  One per thread. */
 tl_codec_t *tl_change_codec_new(int *err);
 
-/* Appends ch, single-object encoded, to out.  Every string of ch must have
- * a NUL at ptr[len] (avro-c copies len + 1 bytes): strings from a decoded
- * event or from tl_fold_result_t do.  Errors from the codec; TL_ENOMEM.
- * The codec's thread. */
+/* Appends ch, single-object encoded, to out.  Errors from the codec;
+ * TL_EINVAL when a field cannot be set (an id over 255 bytes).  The
+ * codec's thread. */
 int tl_change_encode(tl_codec_t *codec, const tl_change_t *ch, tl_buf_t *out);
 
 /* Decodes a Change; strings point into the codec's storage until its next

@@ -88,10 +88,12 @@ int tl_codec_add_writer(tl_codec_t *c, const char *writer_schema_json);
  * header.  Cannot fail. */
 uint64_t tl_codec_fingerprint(const tl_codec_t *c);
 
-/* The codec's reusable value of the reader schema, reset (arrays and maps
- * empty, strings empty, unions keeping their branch), for the caller to
- * fill before tl_codec_write.  Owned by the codec; valid until the next
- * call on it.  Owning thread; cannot fail. */
+/* The codec's reusable value of the reader schema, reset with
+ * avro_value_reset (arrays and maps empty, unions keeping their branch),
+ * for the caller to fill before tl_codec_write.  Set every field: avro-c's
+ * reset leaves a string that held a value in a state avro_value_write
+ * refuses (tl_codec_write then fails with TL_EINVAL).  Owned by the codec;
+ * valid until the next call on it.  Owning thread; cannot fail. */
 avro_value_t *tl_codec_value(tl_codec_t *c);
 
 /* Appends the framed encoding of tl_codec_value(c) to out.

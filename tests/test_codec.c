@@ -725,10 +725,16 @@ START_TEST(codec_resolves_v1_writer_against_v2_reader) {
     /* v2's own records still read, through the identity plan. */
     v = tl_codec_value(r);
     set_str(v, "id", "T-2");
+    f = field(v, "priority");
+    ck_assert_int_eq(avro_value_set_long(&f, 1LL << 40), 0);
     set_str(v, "channel", "app");
     f = field(v, "score");
     ck_assert_int_eq(avro_value_set_branch(&f, 1, &item), 0);
     ck_assert_int_eq(avro_value_set_double(&item, 0.5), 0);
+    meta = field(v, "meta");
+    set_str(&meta, "source", "api");
+    f = field(&meta, "retries");
+    ck_assert_int_eq(avro_value_set_int(&f, 0), 0);
     tl_buf_reset(&out);
     ck_assert_int_eq(tl_codec_write(r, &out), TL_OK);
     ck_assert_int_eq(tl_codec_read(r, out.data, out.len, &got), TL_OK);
@@ -1073,6 +1079,78 @@ START_TEST(codec_resolves_unions_and_promotions) {
 }
 END_TEST
 
+START_TEST(codec_applies_defaults_of_named_and_compound_types) {
+    /* Defaults whose type is a reference to a named type defined earlier,
+     * a record, an array and a map; applied again on every record, never
+     * accumulated. */
+    const char *w = "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                    "{\"name\":\"a\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"X\",\"Y\"]}},"
+                    "{\"name\":\"s\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"fields\":["
+                    "{\"name\":\"q\",\"type\":\"int\"},{\"name\":\"e\",\"type\":\"E\"}]}}]}";
+    const char *r = "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                    "{\"name\":\"a\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"X\",\"Y\"]}},"
+                    "{\"name\":\"s\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"fields\":["
+                    "{\"name\":\"q\",\"type\":\"int\"},{\"name\":\"e\",\"type\":\"E\"}]}},"
+                    "{\"name\":\"b\",\"type\":\"E\",\"default\":\"Y\"},"
+                    "{\"name\":\"t\",\"type\":\"S\",\"default\":{\"q\":42,\"e\":\"Y\"}},"
+                    "{\"name\":\"l\",\"type\":{\"type\":\"array\",\"items\":\"string\"},"
+                    "\"default\":[\"一\",\"二\"]},"
+                    "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"bytes\"},"
+                    "\"default\":{\"k\":\"\\u00ff\\u0001\"}},"
+                    "{\"name\":\"o\",\"type\":[\"int\",\"null\"],\"default\":7}]}";
+    tl_codec_t *cw = codec_for(w), *cr = codec_for(r);
+    ck_assert_int_eq(tl_codec_add_writer(cr, w), TL_OK);
+    avro_value_t *v = tl_codec_value(cw), f, s, q;
+    f = field(v, "a");
+    ck_assert_int_eq(avro_value_set_enum(&f, 0), 0);
+    s = field(v, "s");
+    f = field(&s, "q");
+    ck_assert_int_eq(avro_value_set_int(&f, 1), 0);
+    f = field(&s, "e");
+    ck_assert_int_eq(avro_value_set_enum(&f, 0), 0);
+    tl_buf_t out;
+    tl_buf_init(&out);
+    ck_assert_int_eq(tl_codec_write(cw, &out), TL_OK);
+    for (int round = 0; round < 3; round++) {
+        avro_value_t *got;
+        int rc = tl_codec_read(cr, out.data, out.len, &got);
+        ck_assert_msg(rc == TL_OK, "%s: %s", tl_err_name(rc), tl_codec_errmsg(cr));
+        int sym = -1, disc = -1;
+        int32_t qi = 0;
+        f = field(got, "b");
+        ck_assert_int_eq(avro_value_get_enum(&f, &sym), 0);
+        ck_assert_int_eq(sym, 1);
+        avro_value_t t = field(got, "t");
+        q = field(&t, "q");
+        ck_assert_int_eq(avro_value_get_int(&q, &qi), 0);
+        ck_assert_int_eq(qi, 42);
+        q = field(&t, "e");
+        ck_assert_int_eq(avro_value_get_enum(&q, &sym), 0);
+        ck_assert_int_eq(sym, 1);
+        size_t n = 0;
+        f = field(got, "l");
+        ck_assert_int_eq(avro_value_get_size(&f, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(avro_value_get_by_index(&f, 1, &q, NULL), 0);
+        assert_str(&q, "二");
+        f = field(got, "m");
+        ck_assert_int_eq(avro_value_get_size(&f, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        const void *bytes;
+        ck_assert_int_eq(avro_value_get_by_name(&f, "k", &q, NULL), 0);
+        ck_assert_int_eq(avro_value_get_bytes(&q, &bytes, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(memcmp(bytes, "\xff\x01", 2), 0);
+        f = field(got, "o");
+        ck_assert_int_eq(avro_value_get_discriminant(&f, &disc), 0);
+        ck_assert_int_eq(disc, 0);
+    }
+    tl_buf_close(&out);
+    tl_codec_free(cw);
+    tl_codec_free(cr);
+}
+END_TEST
+
 /* ---- errors ----------------------------------------------------------- */
 
 START_TEST(codec_rejects_unknown_fingerprint) {
@@ -1373,6 +1451,7 @@ Suite *tl_codec_suite(void) {
     tcase_add_test(tc, codec_resolves_current_event_writer_against_evolved_reader);
     tcase_add_test(tc, codec_event_reader_skips_fields_of_newer_writer);
     tcase_add_test(tc, codec_resolves_unions_and_promotions);
+    tcase_add_test(tc, codec_applies_defaults_of_named_and_compound_types);
     tcase_add_test(tc, codec_rejects_unknown_fingerprint);
     tcase_add_test(tc, codec_rejects_bad_magic);
     tcase_add_test(tc, codec_truncated_at_every_length_is_truncated);
