@@ -33,6 +33,9 @@
     XX(fold, "fold", INT, "1", "run a fold worker in this process (0/1)")                  \
     XX(project, "project", INT, "1", "run the projection worker in this process (0/1)")    \
     XX(batch, "batch", INT, "500", "largest batch a worker processes per transaction")     \
+    XX(batch_ms, "batch-ms", INT, "20",                                                    \
+       "how long a worker keeps gathering a batch after its first record: bigger "        \
+       "batches mean fewer transactions, at this much added latency")                     \
     XX(instance, "instance", STR, "0",                                                     \
        "this process's stable name among its peers; names its transactional id, so a "    \
        "restarted process fences its crashed predecessor and aborts its open transaction")

@@ -315,6 +315,9 @@ static void *worker_main(void *arg) {
         int n = 0;
         w->rebalanced = 0;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
+        /* Gather for batch_ms after the first record: one transaction per
+         * larger batch costs far less than one per trickle. */
+        int64_t deadline = tl_kafka_now_ms() + w->cfg->batch_ms;
         while (m) {
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -324,7 +327,7 @@ static void *worker_main(void *arg) {
                 w->batch[n++] = m;
             }
             if (n == cap || w->rebalanced) break;
-            m = rd_kafka_consumer_poll(w->consumer, 0);
+            m = rd_kafka_consumer_poll(w->consumer, tl_kafka_left_ms(deadline));
         }
         if (w->rebalanced) {
             /* Records polled before a rebalance may belong to partitions we

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -23,6 +24,17 @@ struct tl_kafka {
 static const char *const topic_suffix[TL_TOPIC__COUNT] = {
     "events", "changes", "state", "dlq",
 };
+
+int64_t tl_kafka_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int tl_kafka_left_ms(int64_t deadline_ms) {
+    int64_t left = deadline_ms - tl_kafka_now_ms();
+    return left > 0 ? (int)left : 0;
+}
 
 int tl_kafka_err(rd_kafka_resp_err_t err) {
     switch (err) {

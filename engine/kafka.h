@@ -18,6 +18,7 @@
 #define TL_KAFKA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -64,6 +65,11 @@ int tl_kafka_ensure_topics(tl_kafka_t *k, int partitions, int timeout_ms);
 
 /* Partition count of a topic via metadata on client rk; <0 on error. */
 int tl_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
+
+/* Milliseconds left until deadline_ms on the monotonic clock (never
+ * negative); with tl_kafka_now_ms() it times batch windows.  Cannot fail. */
+int64_t tl_kafka_now_ms(void);
+int tl_kafka_left_ms(int64_t deadline_ms);
 
 /* Converts a librdkafka error into threadline's error type.  Cannot fail. */
 int tl_kafka_err(rd_kafka_resp_err_t err);

@@ -498,6 +498,9 @@ static void *projection_main(void *arg) {
     while (!atomic_load(&p->stop)) {
         int n = 0;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
+        /* Gather for batch_ms after the first record: one transaction per
+         * larger batch costs far less than one per trickle. */
+        int64_t deadline = tl_kafka_now_ms() + p->cfg->batch_ms;
         while (m) {
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -507,7 +510,7 @@ static void *projection_main(void *arg) {
                 p->batch[n++] = m;
             }
             if (n == cap) break;
-            m = rd_kafka_consumer_poll(p->consumer, 0);
+            m = rd_kafka_consumer_poll(p->consumer, tl_kafka_left_ms(deadline));
         }
         if (!n) continue;
         if (ensure_pg(p)) {
