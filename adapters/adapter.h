@@ -36,9 +36,11 @@ typedef struct tl_adapter_out {
     char customer_id[40];
     char idempotency_key[256];
     tl_attachment_t attachments[16];
+    tl_str_t strs[32];          /* string arrays (tags) */
 } tl_adapter_out_t;
 
 #define TL_ADAPTER_MAX_ATTACHMENTS 16
+#define TL_ADAPTER_MAX_STRS 32
 
 /* Parses a JSON body into out->root.  On error fills pb (400: malformed
  * JSON, invalid UTF-8, not an object) and returns its status. */

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "uuid.h"
+#include "api.h"
 #include "web.h"
 
 /* What the recent-key cache remembers of an acknowledged event. */
@@ -229,6 +230,7 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_
     in->ack_timeout_ms = (int)cfg->ack_timeout_ms;
     atomic_init(&in->kafka_up, 1);
     in->adapters[TL_PLATFORM_WEB] = tl_web_parse;
+    in->adapters[TL_PLATFORM_API] = tl_api_parse;
     tl_buf_init(&in->buf);
     in->codec = tl_codec_new_event(&rc);
     if (!in->codec) goto fail;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "api.h"
+#include "rest.h"
 #include "error.h"
 #include "fold_worker.h"
 #include "http.h"
@@ -28,7 +28,7 @@ typedef struct server {
     uv_timer_t watchdog;
     tl_http_t *http;
     tl_ingest_t *ingest;
-    tl_api_t *api;
+    tl_rest_t *rest;
     tl_fold_worker_t *fold;
     int exit_status;
 } server_t;
@@ -105,8 +105,8 @@ int tl_server_run(const tl_config_t *cfg) {
     rc = TL_ENOMEM;
     if (!(s.http = tl_http_new(&s.loop, (size_t)cfg->max_body))) goto fail_loop;
     if ((rc = tl_ingest_new(&s.loop, s.http, kafka, cfg, &s.ingest))) goto fail_http;
-    if ((rc = tl_api_new(&s.loop, s.http, s.ingest, cfg, &s.api))) goto fail_ingest;
-    if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_api;
+    if ((rc = tl_rest_new(&s.loop, s.http, s.ingest, cfg, &s.rest))) goto fail_ingest;
+    if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_rest;
     s.topics.data = &s;
     s.topics_pending = 1;
     uv_queue_work(&s.loop, &s.topics, topics_work, topics_done);
@@ -136,14 +136,14 @@ int tl_server_run(const tl_config_t *cfg) {
     while (s.topics_pending) uv_run(&s.loop, UV_RUN_ONCE);
     tl_projection_stop(s.proj);
     tl_fold_worker_stop(s.fold);
-    tl_api_free(s.api);
+    tl_rest_free(s.rest);
     tl_ingest_free(s.ingest);
     tl_kafka_free(kafka);
     tl_info("serve", "stopped");
     return s.exit_status;
 
-fail_api:
-    tl_api_free(s.api);
+fail_rest:
+    tl_rest_free(s.rest);
 fail_ingest:
     tl_ingest_close(s.ingest, 0);
     uv_run(&s.loop, UV_RUN_NOWAIT);

@@ -16,6 +16,7 @@
     XX(codec)                                                                 \
     XX(dedup)                                                                 \
     XX(web)                                                                   \
+    XX(api)                                                                   \
     XX(change)                                                                \
     XX(fold)
 

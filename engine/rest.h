@@ -1,5 +1,5 @@
 /*
- * api.h -- the read side of the REST API: conversations, customers, and the
+ * rest.h -- the read side of the REST API: conversations, customers, and the
  * operator endpoints (healthz, readyz, metrics).
  *
  * Queries run on libuv's thread pool, each pool thread with its own
@@ -9,8 +9,8 @@
  * until the projection has applied event-log position P:O: read-your-writes
  * for a client that just got a 202 carrying that position.
  */
-#ifndef TL_API_H
-#define TL_API_H
+#ifndef TL_REST_H
+#define TL_REST_H
 
 #include <uv.h>
 
@@ -18,12 +18,12 @@
 #include "http.h"
 #include "ingest.h"
 
-typedef struct tl_api tl_api_t;
+typedef struct tl_rest tl_rest_t;
 
 /* Registers the read routes on http.  ingest (may be NULL) is asked for
  * Kafka readiness.  Errors: TL_ENOMEM.  Loop thread. */
-int tl_api_new(uv_loop_t *loop, tl_http_t *http, tl_ingest_t *ingest, const tl_config_t *cfg,
-               tl_api_t **out);
-void tl_api_free(tl_api_t *a);
+int tl_rest_new(uv_loop_t *loop, tl_http_t *http, tl_ingest_t *ingest, const tl_config_t *cfg,
+               tl_rest_t **out);
+void tl_rest_free(tl_rest_t *a);
 
 #endif

@@ -1,12 +1,12 @@
 /*
- * api.c -- read endpoints (see api.h).
+ * rest.c -- read endpoints (see rest.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "rest.h"
 #include "error.h"
 #include "log.h"
 #include "metrics.h"
@@ -15,7 +15,7 @@
 
 #define AFTER_WAIT_MS 5000
 
-struct tl_api {
+struct tl_rest {
     uv_loop_t *loop;
     tl_ingest_t *ingest;
     const tl_config_t *cfg;
@@ -25,7 +25,7 @@ typedef enum { Q_TIMELINE, Q_CUSTOMER, Q_READY } query_t;
 
 typedef struct job {
     uv_work_t work;
-    tl_api_t *api;
+    tl_rest_t *api;
     tl_http_pending_t *pending;
     query_t q;
     char id[80], tenant[80];
@@ -142,7 +142,7 @@ static void work(uv_work_t *w) {
     PGresult *r = PQexecParams(pg, j->q == Q_TIMELINE ? timeline_sql : customer_sql, 2, NULL, vals,
                                NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        tl_warn("api", "query: %s", PQerrorMessage(pg));
+        tl_warn("rest", "query: %s", PQerrorMessage(pg));
         tl_problem_set(&j->pb, 503, "postgres-unavailable", "Views unavailable", NULL,
                        "the query failed; try again");
         j->pb.retry_after = 1;
@@ -174,7 +174,7 @@ static void after_work(uv_work_t *w, int status) {
     free(j);
 }
 
-static void submit(tl_api_t *a, h2o_req_t *req, query_t q, const tl_http_params_t *params) {
+static void submit(tl_rest_t *a, h2o_req_t *req, query_t q, const tl_http_params_t *params) {
     tl_problem_t pb;
     job_t *j = calloc(1, sizeof *j);
     if (!j || !(j->pending = tl_http_pending_new(req))) {
@@ -248,9 +248,9 @@ static void metrics_handler(void *ud, h2o_req_t *req, const tl_http_params_t *pa
     tl_buf_close(&b);
 }
 
-int tl_api_new(uv_loop_t *loop, tl_http_t *http, tl_ingest_t *ingest, const tl_config_t *cfg,
-               tl_api_t **out) {
-    tl_api_t *a = calloc(1, sizeof *a);
+int tl_rest_new(uv_loop_t *loop, tl_http_t *http, tl_ingest_t *ingest, const tl_config_t *cfg,
+               tl_rest_t **out) {
+    tl_rest_t *a = calloc(1, sizeof *a);
     if (!a) return TL_ENOMEM;
     a->loop = loop;
     a->ingest = ingest;
@@ -269,4 +269,4 @@ int tl_api_new(uv_loop_t *loop, tl_http_t *http, tl_ingest_t *ingest, const tl_c
     return TL_OK;
 }
 
-void tl_api_free(tl_api_t *a) { free(a); }
+void tl_rest_free(tl_rest_t *a) { free(a); }
