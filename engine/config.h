@@ -38,7 +38,14 @@
        "batches mean fewer transactions, at this much added latency")                     \
     XX(instance, "instance", STR, "0",                                                     \
        "this process's stable name among its peers; names its transactional id, so a "    \
-       "restarted process fences its crashed predecessor and aborts its open transaction")
+       "restarted process fences its crashed predecessor and aborts its open transaction")\
+    XX(wechat_token, "wechat-token", STR, "",                                              \
+       "WeChat Official Account Token; empty = no /v1/ingest/wechat")                     \
+    XX(wechat_aes_key, "wechat-aes-key", STR, "",                                          \
+       "WeChat EncodingAESKey (43 chars): safe mode; needs --wechat-appid")               \
+    XX(wechat_appid, "wechat-appid", STR, "", "WeChat AppID, checked in safe mode")        \
+    XX(wechat_tenant, "wechat-tenant", STR, "default",                                     \
+       "tenant the WeChat Official Account's customers belong to")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;

@@ -18,6 +18,7 @@
 #include "uuid.h"
 #include "api.h"
 #include "web.h"
+#include "wechat.h"
 
 /* What the recent-key cache remembers of an acknowledged event. */
 typedef struct ack {
@@ -32,6 +33,7 @@ typedef struct ticket {
     tl_ingest_t *in;
     tl_http_pending_t *pending;
     ack_t ack;
+    int wechat;             /* answer WeChat's way: 200 text/plain "success" */
     size_t keylen;
     char key[TL_DEDUP_KEY_MAX];
 } ticket_t;
@@ -53,6 +55,8 @@ struct tl_ingest {
     int ack_timeout_ms;
     atomic_int kafka_up;
     adapter_fn adapters[TL_PLATFORM__COUNT];
+    int has_wechat;
+    tl_wechat_conf_t wechat;
 };
 
 static int64_t now_ms(void) {
@@ -81,6 +85,17 @@ static void answer_unavailable(h2o_req_t *req, const char *why) {
     tl_http_problem(req, &pb);
 }
 
+/* WeChat wants the plain body "success" within its 5-second window; the
+ * event id and position are of no use to it. */
+static void answer_wechat_success(h2o_req_t *req) {
+    tl_http_send(req, 200, "text/plain; charset=utf-8", "success", 7);
+}
+
+static void answer_accepted(h2o_req_t *req, const ticket_t *t, const ack_t *a, int duplicate) {
+    if (t->wechat) answer_wechat_success(req);
+    else answer_ack(req, a, duplicate);
+}
+
 /* librdkafka delivery report: runs on the loop thread, from rd_kafka_poll. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
@@ -96,7 +111,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         atomic_store(&in->kafka_up, 1);
         tl_dedup_put(in->recent, t->key, t->keylen, &t->ack, sizeof t->ack);
         tl_metric_add(TL_M_ingest_accepted_total, 1);
-        if (t->pending->req) answer_ack(t->pending->req, &t->ack, 0);
+        if (t->pending->req) answer_accepted(t->pending->req, t, &t->ack, 0);
     }
     tl_http_pending_free(t->pending);
     free(t);
@@ -127,6 +142,76 @@ static void on_timer(uv_timer_t *h) {
     drain(in);
 }
 
+/* Everything after the adapter: the recent-key check, encoding, producing.
+ * Answers req (now or from the delivery report).  ev's strings must stay
+ * valid until this returns; they are not needed after. */
+static void submit(tl_ingest_t *in, h2o_req_t *req, const tl_event_t *ev, const char *event_id,
+                   int wechat) {
+    tl_problem_t pb;
+    /* A resend of a message acknowledged a moment ago gets the same answer. */
+    ticket_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        answer_unavailable(req, "out of memory");
+        return;
+    }
+    t->in = in;
+    t->wechat = wechat;
+    t->keylen = (size_t)snprintf(t->key, sizeof t->key, "%.*s%c%.*s", (int)ev->tenant_id.len,
+                                 ev->tenant_id.ptr, 0, (int)ev->idempotency_key.len,
+                                 ev->idempotency_key.ptr);
+    if (t->keylen >= sizeof t->key) t->keylen = sizeof t->key - 1;
+    size_t alen;
+    ack_t prev;
+    if (tl_dedup_get(in->recent, t->key, t->keylen, &prev, &alen) && alen == sizeof prev) {
+        tl_metric_add(TL_M_ingest_duplicate_total, 1);
+        answer_accepted(req, t, &prev, 1);
+        free(t);
+        return;
+    }
+    memcpy(t->ack.event_id, event_id, TL_UUID_STRLEN + 1);
+    memcpy(t->ack.customer_id, ev->customer_id.ptr, TL_UUID_STRLEN);
+
+    tl_buf_reset(&in->buf);
+    int rc = tl_codec_encode_event(in->codec, ev, &in->buf);
+    if (rc) {
+        free(t);
+        tl_error("ingest", "encoding event %s: %s", event_id, tl_strerror(rc));
+        tl_problem_set(&pb, 500, "internal", "Internal error", NULL, "the event could not be encoded");
+        tl_http_problem(req, &pb);
+        return;
+    }
+    t->pending = tl_http_pending_new(req);
+    if (!t->pending) {
+        free(t);
+        answer_unavailable(req, "out of memory");
+        return;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        in->rk, RD_KAFKA_V_RKT(in->rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_KEY(t->ack.customer_id, TL_UUID_STRLEN),
+        RD_KAFKA_V_VALUE(in->buf.data, in->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+    if (err) {
+        tl_http_pending_free(t->pending);
+        free(t);
+        answer_unavailable(req, rd_kafka_err2str(err));
+    }
+}
+
+/* The gateway's part of the adapter context: clock, event id, trace id. */
+static void make_ctx(tl_ingest_t *in, h2o_req_t *req, char event_id[TL_UUID_STRLEN + 1],
+                     char trace[64], tl_adapter_ctx_t *ctx) {
+    int64_t now = now_ms();
+    tl_uuid_v7(now, event_id);
+    const h2o_iovec_t *tp = tl_http_header(req, "traceparent");
+    /* W3C traceparent: 00-<32 hex trace id>-<16 hex span>-<2 hex flags> */
+    if (tp && tp->len >= 55 && tp->base[2] == '-')
+        snprintf(trace, 64, "%.32s", tp->base + 3);
+    else
+        snprintf(trace, 64, "%s", event_id);
+    *ctx = (tl_adapter_ctx_t){now, event_id, trace, in->max_body};
+}
+
 static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
     tl_ingest_t *in = ud;
     tl_problem_t pb;
@@ -147,17 +232,9 @@ static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *par
         tl_metric_add(TL_M_ingest_rejected_total, 1);
         return;
     }
-
     char event_id[TL_UUID_STRLEN + 1], trace[64];
-    int64_t now = now_ms();
-    tl_uuid_v7(now, event_id);
-    const h2o_iovec_t *tp = tl_http_header(req, "traceparent");
-    /* W3C traceparent: 00-<32 hex trace id>-<16 hex span>-<2 hex flags> */
-    if (tp && tp->len >= 55 && tp->base[2] == '-')
-        snprintf(trace, sizeof trace, "%.32s", tp->base + 3);
-    else
-        snprintf(trace, sizeof trace, "%s", event_id);
-    tl_adapter_ctx_t ctx = {now, event_id, trace, in->max_body};
+    tl_adapter_ctx_t ctx;
+    make_ctx(in, req, event_id, trace, &ctx);
     tl_adapter_out_t out = {0};
     tl_event_t ev;
     if (in->adapters[platform](&ctx, body, len, &out, &ev, &pb)) {
@@ -166,57 +243,65 @@ static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *par
         tl_http_problem(req, &pb);
         return;
     }
-
-    /* A resend of a message acknowledged a moment ago gets the same answer. */
-    ticket_t *t = calloc(1, sizeof *t);
-    if (!t) goto nomem;
-    t->in = in;
-    t->keylen = (size_t)snprintf(t->key, sizeof t->key, "%.*s%c%.*s", (int)ev.tenant_id.len,
-                                 ev.tenant_id.ptr, 0, (int)ev.idempotency_key.len,
-                                 ev.idempotency_key.ptr);
-    if (t->keylen >= sizeof t->key) t->keylen = sizeof t->key - 1;
-    size_t alen;
-    ack_t prev;
-    if (tl_dedup_get(in->recent, t->key, t->keylen, &prev, &alen) && alen == sizeof prev) {
-        free(t);
-        tl_adapter_out_close(&out);
-        tl_metric_add(TL_M_ingest_duplicate_total, 1);
-        answer_ack(req, &prev, 1);
-        return;
-    }
-    memcpy(t->ack.event_id, event_id, sizeof event_id);
-    memcpy(t->ack.customer_id, ev.customer_id.ptr, TL_UUID_STRLEN);
-
-    tl_buf_reset(&in->buf);
-    int rc = tl_codec_encode_event(in->codec, &ev, &in->buf);
+    submit(in, req, &ev, event_id, 0);
     tl_adapter_out_close(&out);
-    if (rc) {
-        free(t);
-        tl_error("ingest", "encoding event %s: %s", event_id, tl_strerror(rc));
-        tl_problem_set(&pb, 500, "internal", "Internal error", NULL, "the event could not be encoded");
+}
+
+/* The query of a WeChat call.  Buffers are larger than the adapter accepts
+ * so that an over-long value is reported, not silently cut. */
+typedef struct wechat_query {
+    tl_wechat_query_t q;
+    char signature[256], timestamp[256], nonce[256], echostr[256], openid[256];
+    char encrypt_type[256], msg_signature[256];
+} wechat_query_t;
+
+static void wechat_query(h2o_req_t *req, wechat_query_t *wq) {
+#define WQ(name) wq->q.name = tl_http_query(req, #name, wq->name, sizeof wq->name) >= 0 ? wq->name : NULL;
+    WQ(signature) WQ(timestamp) WQ(nonce) WQ(echostr) WQ(openid) WQ(encrypt_type) WQ(msg_signature)
+#undef WQ
+}
+
+/* GET /v1/ingest/wechat: WeChat's URL verification. */
+static void wechat_get(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
+    tl_ingest_t *in = ud;
+    tl_problem_t pb;
+    wechat_query_t wq;
+    tl_str_t echo;
+    (void)params;
+    wechat_query(req, &wq);
+    if (tl_wechat_echo(&in->wechat, &wq.q, &echo, &pb)) {
         tl_http_problem(req, &pb);
         return;
     }
-    t->pending = tl_http_pending_new(req);
-    if (!t->pending) {
-        free(t);
-        goto nomem;
-    }
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        in->rk, RD_KAFKA_V_RKT(in->rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-        RD_KAFKA_V_KEY(t->ack.customer_id, TL_UUID_STRLEN),
-        RD_KAFKA_V_VALUE(in->buf.data, in->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
-    if (err) {
-        tl_http_pending_free(t->pending);
-        free(t);
-        answer_unavailable(req, rd_kafka_err2str(err));
-    }
-    return;
+    tl_http_send(req, 200, "text/plain; charset=utf-8", echo.ptr, echo.len);
+}
 
-nomem:
-    tl_adapter_out_close(&out);
-    answer_unavailable(req, "out of memory");
+/* POST /v1/ingest/wechat: a message or event from WeChat. */
+static void wechat_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
+    tl_ingest_t *in = ud;
+    tl_problem_t pb;
+    wechat_query_t wq;
+    const char *body;
+    size_t len;
+    (void)params;
+    if (tl_http_body(req, &body, &len) < 0) {
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        return;
+    }
+    wechat_query(req, &wq);
+    char event_id[TL_UUID_STRLEN + 1], trace[64];
+    tl_adapter_ctx_t ctx;
+    make_ctx(in, req, event_id, trace, &ctx);
+    tl_wechat_out_t out = {0};
+    tl_event_t ev;
+    if (tl_wechat_parse(&in->wechat, &ctx, &wq.q, body, len, &out, &ev, &pb)) {
+        tl_wechat_out_close(&out);
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        tl_http_problem(req, &pb);
+        return;
+    }
+    submit(in, req, &ev, event_id, 1);
+    tl_wechat_out_close(&out);
 }
 
 int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_config_t *cfg,
@@ -231,6 +316,16 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_
     atomic_init(&in->kafka_up, 1);
     in->adapters[TL_PLATFORM_WEB] = tl_web_parse;
     in->adapters[TL_PLATFORM_API] = tl_api_parse;
+    if (cfg->wechat_token && *cfg->wechat_token) {
+        char err[256];
+        if (tl_wechat_conf_init(&in->wechat, cfg->wechat_tenant, cfg->wechat_token,
+                                cfg->wechat_aes_key, cfg->wechat_appid, err, sizeof err)) {
+            tl_error("ingest", "%s", err);
+            free(in);
+            return TL_ECONFIG;
+        }
+        in->has_wechat = 1;
+    }
     tl_buf_init(&in->buf);
     in->codec = tl_codec_new_event(&rc);
     if (!in->codec) goto fail;
@@ -263,6 +358,13 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_
     in->timer.data = in;
     uv_timer_start(&in->timer, on_timer, 100, 100);
 
+    /* WeChat's own protocol first: routes are tried in order. */
+    if (in->has_wechat &&
+        ((rc = tl_http_route(http, "GET", "/v1/ingest/wechat", wechat_get, in)) ||
+         (rc = tl_http_route(http, "POST", "/v1/ingest/wechat", wechat_post, in)))) {
+        tl_ingest_close(in, 0);
+        return rc;
+    }
     if ((rc = tl_http_route(http, "POST", "/v1/ingest/{}", ingest_handler, in))) {
         tl_ingest_close(in, 0);
         return rc;
@@ -281,6 +383,7 @@ fail_codec:
     tl_codec_free(in->codec);
 fail:
     tl_buf_close(&in->buf);
+    tl_wechat_conf_close(&in->wechat);
     free(in);
     return rc;
 }
@@ -313,5 +416,6 @@ void tl_ingest_free(tl_ingest_t *in) {
     tl_dedup_free(in->recent);
     tl_codec_free(in->codec);
     tl_buf_close(&in->buf);
+    tl_wechat_conf_close(&in->wechat);
     free(in);
 }

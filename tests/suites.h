@@ -16,6 +16,7 @@
     XX(codec)                                                                 \
     XX(dedup)                                                                 \
     XX(web)                                                                   \
+    XX(wechat)                                                                \
     XX(api)                                                                   \
     XX(change)                                                                \
     XX(fold)
