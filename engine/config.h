@@ -26,6 +26,9 @@
     XX(max_body, "max-body", INT, "1048576", "largest request body accepted, bytes")       \
     XX(max_skew_ms, "max-skew-ms", INT, "300000",                                          \
        "how far a client clock may run behind the gateway before it is clamped")          \
+    XX(key_fields, "key-fields", STR, "order_no,phone,email",                              \
+       "comma-separated business fields where a different value opens a conflict "        \
+       "for an agent instead of overwriting")                                             \
     XX(idle_timeout_ms, "idle-timeout-ms", INT, "1800000",                                 \
        "inactivity after which a message opens a new conversation")                       \
     XX(ack_timeout_ms, "ack-timeout-ms", INT, "10000",                                     \

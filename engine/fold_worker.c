@@ -36,6 +36,7 @@ struct tl_fold_worker {
     rd_kafka_t *producer;
     tl_fold_t *fold;
     tl_codec_t *ev_codec, *ch_codec, *st_codec;
+    tl_codec_t *emit_codec;     /* encodes emitted events; decoding stays on ev_codec */
     tl_buf_t buf;
     int rebalanced;             /* set by the rebalance callback */
     rd_kafka_message_t **batch;
@@ -159,7 +160,7 @@ static int fold_one(tl_fold_worker_t *w, int idx) {
     }
     rc = tl_fold_apply(w->fold, &ev, &res);
     if (rc == TL_EINVAL) {
-        dlq(w, m, "TL_EINVAL: event has no tenant_id or customer_id");
+        dlq(w, m, "TL_EINVAL: event lacks tenant_id or customer_id, or has an out-of-range enum");
         return TL_OK;
     }
     if (rc) return rc;
@@ -179,6 +180,15 @@ static int fold_one(tl_fold_worker_t *w, int idx) {
     tl_buf_reset(&w->buf);
     if ((rc = tl_change_encode(w->ch_codec, &ch, &w->buf))) return rc;
     if ((rc = produce(w, TL_TOPIC_CHANGES, m->partition, ev.customer_id))) return rc;
+    /* Hand-overs between customers (identity links) are events on the other
+     * customer's key, in this same transaction: they exist exactly when the
+     * event that caused them is recorded. */
+    for (size_t i = 0; i < res.nemit; i++) {
+        const tl_event_t *out = &res.emit[i];
+        tl_buf_reset(&w->buf);
+        if ((rc = tl_codec_encode_event(w->emit_codec, out, &w->buf))) return rc;
+        if ((rc = produce(w, TL_TOPIC_EVENTS, RD_KAFKA_PARTITION_UA, out->customer_id))) return rc;
+    }
     if (!res.duplicate) w->touched[w->ntouched++] = idx;
     return TL_OK;
 }
@@ -353,11 +363,27 @@ int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_work
     w->kafka = kafka;
     w->cfg = cfg;
     tl_buf_init(&w->buf);
-    tl_fold_opts_t opts = {cfg->max_skew_ms, cfg->idle_timeout_ms};
+    /* --key-fields "order_no,phone,email": split into the fold's list. */
+    char keys[512];
+    const char *names[32];
+    size_t nnames = 0;
+    snprintf(keys, sizeof keys, "%s", cfg->key_fields);
+    for (char *save = NULL, *tok = strtok_r(keys, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save)) {
+        if (nnames == TL_FOLD_MAX_KEY_FIELDS || strlen(tok) > TL_FOLD_MAX_NAME) {
+            tl_error("fold", "--key-fields: at most %d names of at most %d bytes each",
+                     TL_FOLD_MAX_KEY_FIELDS, TL_FOLD_MAX_NAME);
+            free(w);
+            return TL_ECONFIG;
+        }
+        names[nnames++] = tok;
+    }
+    tl_fold_opts_t opts = {cfg->max_skew_ms, cfg->idle_timeout_ms, names, nnames};
     w->batch = calloc((size_t)cfg->batch, sizeof *w->batch);
     w->touched = calloc((size_t)cfg->batch, sizeof *w->touched);
     if (!w->batch || !w->touched || !(w->fold = tl_fold_new(&opts))) goto fail;
     if (!(w->ev_codec = tl_codec_new_event(&rc))) goto fail;
+    if (!(w->emit_codec = tl_codec_new_event(&rc))) goto fail;
     if (!(w->ch_codec = tl_change_codec_new(&rc))) goto fail;
     if (!(w->st_codec = tl_codec_new(tl_schema_state, &rc))) goto fail;
 
@@ -403,6 +429,7 @@ fail:
     tl_codec_free(w->st_codec);
     tl_codec_free(w->ch_codec);
     tl_codec_free(w->ev_codec);
+    tl_codec_free(w->emit_codec);
     tl_fold_free(w->fold);
     free(w->touched);
     free(w->batch);
@@ -423,6 +450,7 @@ void tl_fold_worker_stop(tl_fold_worker_t *w) {
     tl_codec_free(w->st_codec);
     tl_codec_free(w->ch_codec);
     tl_codec_free(w->ev_codec);
+    tl_codec_free(w->emit_codec);
     tl_fold_free(w->fold);
     free(w->touched);
     free(w->batch);

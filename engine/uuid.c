@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -51,21 +53,29 @@ void tl_uuid_v7(int64_t ms, char out[TL_UUID_STRLEN + 1]) {
     format(b, out);
 }
 
+static EVP_MD *sha1;
+
+static void fetch_sha1(void) { sha1 = EVP_MD_fetch(NULL, "SHA1", NULL); }
+
 void tl_uuid_v5(const char *const *parts, const size_t *lens, size_t n,
                 char out[TL_UUID_STRLEN + 1]) {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    /* Fetching the algorithm and making a context cost more than hashing a
+     * few dozen bytes: do both once (per process, per thread). */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static _Thread_local EVP_MD_CTX *ctx;
+    pthread_once(&once, fetch_sha1);
+    if (!ctx) ctx = EVP_MD_CTX_new();
     /* EVP calls only fail on allocation failure; an id we cannot derive is
      * not something to limp on with. */
-    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL)) abort();
+    if (!ctx || !sha1 || !EVP_DigestInit_ex(ctx, sha1, NULL)) abort();
     EVP_DigestUpdate(ctx, tl_ns, sizeof tl_ns);
     for (size_t i = 0; i < n; i++) {
         if (i) EVP_DigestUpdate(ctx, "", 1);
         EVP_DigestUpdate(ctx, parts[i], lens[i]);
     }
     EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
     md[6] = (uint8_t)(0x50 | (md[6] & 0x0f));
     md[8] = (uint8_t)(0x80 | (md[8] & 0x3f));
     format(md, out);
