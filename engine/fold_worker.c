@@ -389,28 +389,12 @@ int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_work
 
     rc = TL_EKAFKA;
     tl_kafka_group(kafka, "fold", group, sizeof group);
-    rd_kafka_conf_t *conf = tl_kafka_conf(kafka);
-    if (!conf) goto fail;
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", NULL, 0);
-    rd_kafka_conf_set(conf, "session.timeout.ms", "10000", NULL, 0);
-    /* Static membership: a restarted process takes its partitions back at
-     * once instead of waiting out its crashed predecessor's session. */
-    snprintf(txid, sizeof txid, "%s-%s", group, cfg->instance);
-    rd_kafka_conf_set(conf, "group.instance.id", txid, NULL, 0);
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_opaque(conf, w);
-    if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
-        rd_kafka_conf_destroy(conf);
-        tl_error("fold", "consumer: %s", errstr);
+    if (!(w->consumer = tl_kafka_consumer_new(kafka, "fold", group, cfg->instance, on_rebalance, w)))
         goto fail;
-    }
-    rd_kafka_poll_set_consumer(w->consumer);
 
     snprintf(txid, sizeof txid, "%s-%s", group, cfg->instance);
-    if (!(conf = tl_kafka_conf_producer(kafka, 30000))) goto fail;
+    rd_kafka_conf_t *conf = tl_kafka_conf_producer(kafka, 30000);
+    if (!conf) goto fail;
     rd_kafka_conf_set(conf, "transactional.id", txid, NULL, 0);
     rd_kafka_conf_set(conf, "transaction.timeout.ms", "30000", NULL, 0);
     rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);

@@ -155,6 +155,37 @@ rd_kafka_conf_t *tl_kafka_conf_producer(const tl_kafka_t *k, int timeout_ms) {
     return conf;
 }
 
+rd_kafka_t *tl_kafka_consumer_new(const tl_kafka_t *k, const char *who, const char *group,
+                                  const char *instance,
+                                  void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                       rd_kafka_topic_partition_list_t *, void *),
+                                  void *opaque) {
+    char errstr[256], member[256];
+    rd_kafka_conf_t *conf = tl_kafka_conf(k);
+    if (!conf) return NULL;
+    snprintf(member, sizeof member, "%s-%s", group, instance);
+    if (conf_set(conf, "group.id", group) ||
+        conf_set(conf, "group.instance.id", member) ||
+        conf_set(conf, "isolation.level", "read_committed") ||
+        conf_set(conf, "enable.auto.commit", "false") ||
+        conf_set(conf, "enable.auto.offset.store", "false") ||
+        conf_set(conf, "auto.offset.reset", "earliest") ||
+        conf_set(conf, "session.timeout.ms", "10000")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        tl_error(who, "consumer: %s", errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
 int tl_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms) {
     const struct rd_kafka_metadata *md;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);

@@ -56,6 +56,18 @@ rd_kafka_conf_t *tl_kafka_conf(const tl_kafka_t *k);
  * message.timeout.ms = timeout_ms. */
 rd_kafka_conf_t *tl_kafka_conf_producer(const tl_kafka_t *k, int timeout_ms);
 
+/* A consumer in group `group` as both workers need it: read_committed, no
+ * auto-commit (offsets travel in a Kafka or PostgreSQL transaction),
+ * earliest on first start, static membership as "<group>-<instance>" so a
+ * restarted process takes its partitions back at once, rebalances through
+ * rebalance_cb with opaque, and the main queue forwarded to the consumer
+ * queue.  NULL on failure (logged, naming `who`).  Any thread. */
+rd_kafka_t *tl_kafka_consumer_new(const tl_kafka_t *k, const char *who, const char *group,
+                                  const char *instance,
+                                  void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                       rd_kafka_topic_partition_list_t *, void *),
+                                  void *opaque);
+
 /* Creates the four topics with `partitions` partitions and the configs of
  * DESIGN.md section 2 (events: retention unlimited; state: compacted), or
  * checks they exist; an existing topic is not an error.  Blocks up to

@@ -540,7 +540,7 @@ static void *projection_main(void *arg) {
 
 int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const char *name,
                         tl_projection_t **out) {
-    char errstr[256], group[128], suffix[64];
+    char group[128], suffix[64];
     int rc = TL_ENOMEM;
     tl_projection_t *p = calloc(1, sizeof *p);
     if (!p) return TL_ENOMEM;
@@ -591,26 +591,9 @@ int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const char *n
     rc = TL_EKAFKA;
     snprintf(suffix, sizeof suffix, "proj-%s", name);
     tl_kafka_group(kafka, suffix, group, sizeof group);
-    rd_kafka_conf_t *conf = tl_kafka_conf(kafka);
-    if (!conf) goto fail;
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", NULL, 0);
-    rd_kafka_conf_set(conf, "session.timeout.ms", "10000", NULL, 0);
-    /* Static membership, as in the fold worker: a restart resumes at once. */
-    char member[192];
-    snprintf(member, sizeof member, "%s-%s", group, cfg->instance);
-    rd_kafka_conf_set(conf, "group.instance.id", member, NULL, 0);
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_opaque(conf, p);
-    if (!(p->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
-        rd_kafka_conf_destroy(conf);
-        tl_error("projection", "consumer: %s", errstr);
+    if (!(p->consumer = tl_kafka_consumer_new(kafka, "projection", group, cfg->instance,
+                                              on_rebalance, p)))
         goto fail;
-    }
-    rd_kafka_poll_set_consumer(p->consumer);
     if (pthread_create(&p->thread, NULL, projection_main, p) != 0) goto fail;
     *out = p;
     return TL_OK;
