@@ -26,6 +26,9 @@
     XX(max_body, "max-body", INT, "1048576", "largest request body accepted, bytes")       \
     XX(max_skew_ms, "max-skew-ms", INT, "300000",                                          \
        "how far a client clock may run behind the gateway before it is clamped")          \
+    XX(max_customers, "max-customers", INT, "1000000",                                     \
+       "customer states a fold worker keeps in memory; beyond it the least recently "     \
+       "used are evicted and read back from <prefix>.state when they next appear")        \
     XX(key_fields, "key-fields", STR, "order_no,phone,email",                              \
        "comma-separated business fields where a different value opens a conflict "        \
        "for an agent instead of overwriting")                                             \

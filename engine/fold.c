@@ -631,6 +631,16 @@ static void remove_at(tl_fold_t *f, size_t i) {
     }
 }
 
+int tl_fold_evict(tl_fold_t *f, tl_str_t tenant, tl_str_t customer) {
+    if (!tenant.ptr || !customer.ptr) return TL_ENOTFOUND;
+    size_t i = find(f, state_hash(tenant, customer), tenant, customer);
+    state_t *st = f->slots[i].st;
+    if (!st) return TL_ENOTFOUND;
+    remove_at(f, i);
+    state_free(st);
+    return TL_OK;
+}
+
 /* ---- idempotency keys ---------------------------------------------------- */
 
 static int key_seen(const state_t *st, uint64_t h) {
@@ -1724,7 +1734,8 @@ fail:
     return rc;
 }
 
-int tl_fold_state_load(tl_fold_t *f, tl_codec_t *codec, const void *data, size_t len) {
+int tl_fold_state_load_ids(tl_fold_t *f, tl_codec_t *codec, const void *data, size_t len,
+                           tl_str_t *tenant_out, tl_str_t *customer_out) {
     avro_value_t *v;
     state_t *st;
     int rc = tl_codec_read(codec, data, len, &v);
@@ -1734,14 +1745,20 @@ int tl_fold_state_load(tl_fold_t *f, tl_codec_t *codec, const void *data, size_t
     if (f->slots[i].st) {
         state_free(f->slots[i].st);     /* same key, same slot: replace in place */
         f->slots[i].st = st;
-        return TL_OK;
+    } else {
+        if (reserve_one(f)) {
+            state_free(st);
+            return TL_ENOMEM;
+        }
+        insert_at(f, find(f, st->hash, tenant, customer), st);
     }
-    if (reserve_one(f)) {
-        state_free(st);
-        return TL_ENOMEM;
-    }
-    insert_at(f, find(f, st->hash, tenant, customer), st);
+    if (tenant_out) *tenant_out = tenant;
+    if (customer_out) *customer_out = customer;
     return TL_OK;
+}
+
+int tl_fold_state_load(tl_fold_t *f, tl_codec_t *codec, const void *data, size_t len) {
+    return tl_fold_state_load_ids(f, codec, data, len, NULL, NULL);
 }
 
 /* ---- views --------------------------------------------------------------- */

@@ -283,12 +283,23 @@ int tl_fold_state_encode(tl_fold_t *f, tl_codec_t *codec, tl_str_t tenant, tl_st
  * TL_ENOMEM; on error nothing changed.  Owner thread. */
 int tl_fold_state_load(tl_fold_t *f, tl_codec_t *codec, const void *data, size_t len);
 
+/* tl_fold_state_load that also says whose state it was: *tenant and
+ * *customer (either may be NULL) point into the fold's copy, valid while it
+ * holds that state. */
+int tl_fold_state_load_ids(tl_fold_t *f, tl_codec_t *codec, const void *data, size_t len,
+                           tl_str_t *tenant, tl_str_t *customer);
+
 /* Forgets every state (after an aborted transaction, or a revoked
  * partition set).  Cannot fail. */
 void tl_fold_clear(tl_fold_t *f);
 
 /* Number of customers held.  Cannot fail. */
 size_t tl_fold_count(const tl_fold_t *f);
+
+/* Forgets one customer's state (its owner has it durable elsewhere and can
+ * give it back with tl_fold_state_load).  TL_ENOTFOUND if not held.  Owner
+ * thread. */
+int tl_fold_evict(tl_fold_t *f, tl_str_t tenant, tl_str_t customer);
 
 /* Read-only views of one customer, for the API, tools and tests.  Strings
  * point into the fold, valid until the next non-const call on it.

@@ -11,6 +11,14 @@
  * from .state and rewinds the consumer to the committed offsets, as
  * librdkafka's transactional examples do.  A fatal error (fenced by a newer
  * instance) stops the worker.
+ *
+ * Bounded memory: at most --max-customers states stay in memory.  After a
+ * commit, when there are more, the least recently used whose newest state
+ * is durable in .state are evicted; the residency table (resident.h)
+ * remembers the offset of that state record, and a batch holding an event
+ * of an evicted customer first reads that one record back.  Eviction never
+ * changes what the fold computes: a state serialises and restores byte for
+ * byte (the fold's property tests).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +32,7 @@
 #include "fold_worker.h"
 #include "log.h"
 #include "metrics.h"
+#include "resident.h"
 #include "schemas.h"
 
 struct tl_fold_worker {
@@ -43,24 +52,54 @@ struct tl_fold_worker {
     /* customers touched in the current batch: indexes into batch */
     int *touched;
     int ntouched;
+    /* bounded memory */
+    tl_resident_t *res;
+    uint64_t stamp;             /* batches processed: the residency clock */
+    int64_t *state_offsets;     /* per touched index: offset of its .state record */
+    rd_kafka_t *restorer;       /* reads single evicted states back */
 };
 
-/* ---- restoring state from <prefix>.state ---- */
+/* Drops every state and what we knew of where they are. */
+static void forget_all(tl_fold_worker_t *w) {
+    tl_fold_clear(w->fold);
+    tl_resident_clear(w->res);
+}
 
-static int load_states(tl_fold_worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
+/* Evicts least recently used durable states while over the limit. */
+static void evict_over_limit(tl_fold_worker_t *w) {
+    tl_str_t customer, tenant;
+    while (tl_fold_count(w->fold) > (size_t)w->cfg->max_customers &&
+           tl_resident_evict_one(w->res, &customer, &tenant)) {
+        tl_fold_evict(w->fold, tenant, customer);
+        tl_metric_add(TL_M_fold_evictions_total, 1);
+    }
+}
+
+/* A consumer that reads .state with read_committed and no group. */
+static rd_kafka_t *state_reader_new(tl_fold_worker_t *w, int eof) {
     char errstr[256];
     rd_kafka_conf_t *conf = tl_kafka_conf(w->kafka);
-    if (!conf) return TL_ENOMEM;
+    if (!conf) return NULL;
     rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.partition.eof", eof ? "true" : "false", NULL, 0);
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     rd_kafka_conf_set(conf, "group.id", "threadline-state-reader", NULL, 0);
+    /* A restore waits on exactly one record: don't let the broker hold the
+     * fetch open hoping for more. */
+    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", NULL, 0);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         tl_error("fold", "state reader: %s", errstr);
-        return TL_EKAFKA;
     }
+    return rk;
+}
+
+/* ---- restoring state from <prefix>.state ---- */
+
+static int load_states(tl_fold_worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
+    rd_kafka_t *rk = state_reader_new(w, 1);
+    if (!rk) return TL_EKAFKA;
     const char *topic = tl_kafka_topic(w->kafka, TL_TOPIC_STATE);
     rd_kafka_topic_partition_list_t *st = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++)
@@ -78,11 +117,18 @@ static int load_states(tl_fold_worker_t *w, const rd_kafka_topic_partition_list_
             tl_warn("fold", "reading %s: %s", topic, rd_kafka_message_errstr(m));
             if (m->err != RD_KAFKA_RESP_ERR__TRANSPORT) rc = tl_kafka_err(m->err);
         } else if (m->payload) {
-            int e = tl_fold_state_load(w->fold, w->st_codec, m->payload, m->len);
+            tl_str_t tenant, customer;
+            int e = tl_fold_state_load_ids(w->fold, w->st_codec, m->payload, m->len, &tenant, &customer);
             if (e == TL_ENOMEM) rc = e;
             else if (e) tl_warn("fold", "unreadable state at %s[%d]@%lld: %s", topic,
                                 (int)m->partition, (long long)m->offset, tl_strerror(e));
-            else loaded++;
+            else if (tl_resident_use(w->res, customer, tenant, 0) ||
+                     tl_resident_durable(w->res, customer, m->partition, m->offset))
+                rc = TL_ENOMEM;
+            else {
+                loaded++;
+                evict_over_limit(w);
+            }
         }
         rd_kafka_message_destroy(m);
         if (rc) break;
@@ -90,7 +136,8 @@ static int load_states(tl_fold_worker_t *w, const rd_kafka_topic_partition_list_
     rd_kafka_topic_partition_list_destroy(st);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
-    tl_info("fold", "restored %zu customer states for %d partitions", loaded, parts->cnt);
+    tl_info("fold", "restored %zu customer states for %d partitions (%zu held in memory)", loaded,
+            parts->cnt, tl_resident_held(w->res));
     return rc;
 }
 
@@ -99,7 +146,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     tl_fold_worker_t *w = opaque;
     w->rebalanced = 1;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        tl_fold_clear(w->fold);
+        forget_all(w);
         int rc;
         while ((rc = load_states(w, parts)) != TL_OK && !atomic_load(&w->stop)) {
             tl_warn("fold", "restoring state failed (%s); retrying", tl_strerror(rc));
@@ -107,7 +154,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_assign(rk, parts);
         tl_info("fold", "assigned %d partitions", parts->cnt);
     } else {
-        tl_fold_clear(w->fold);
+        forget_all(w);
         rd_kafka_assign(rk, NULL);
     }
 }
@@ -134,13 +181,15 @@ static void dlq(tl_fold_worker_t *w, const rd_kafka_message_t *m, const char *re
     tl_metric_add(TL_M_fold_dlq_total, 1);
 }
 
-static int produce(tl_fold_worker_t *w, tl_topic_t topic, int32_t partition, tl_str_t key) {
+/* Produces w->buf; opaque (may be NULL) comes back in the delivery report. */
+static int produce(tl_fold_worker_t *w, tl_topic_t topic, int32_t partition, tl_str_t key,
+                   void *opaque) {
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->producer, RD_KAFKA_V_TOPIC(tl_kafka_topic(w->kafka, topic)),
             RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key.ptr, key.len),
             RD_KAFKA_V_VALUE(w->buf.data, w->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_END);
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return tl_kafka_err(err);
         rd_kafka_poll(w->producer, 50);
     }
@@ -179,7 +228,7 @@ static int fold_one(tl_fold_worker_t *w, int idx) {
     };
     tl_buf_reset(&w->buf);
     if ((rc = tl_change_encode(w->ch_codec, &ch, &w->buf))) return rc;
-    if ((rc = produce(w, TL_TOPIC_CHANGES, m->partition, ev.customer_id))) return rc;
+    if ((rc = produce(w, TL_TOPIC_CHANGES, m->partition, ev.customer_id, NULL))) return rc;
     /* Hand-overs between customers (identity links) are events on the other
      * customer's key, in this same transaction: they exist exactly when the
      * event that caused them is recorded. */
@@ -187,9 +236,16 @@ static int fold_one(tl_fold_worker_t *w, int idx) {
         const tl_event_t *out = &res.emit[i];
         tl_buf_reset(&w->buf);
         if ((rc = tl_codec_encode_event(w->emit_codec, out, &w->buf))) return rc;
-        if ((rc = produce(w, TL_TOPIC_EVENTS, RD_KAFKA_PARTITION_UA, out->customer_id))) return rc;
+        if ((rc = produce(w, TL_TOPIC_EVENTS, RD_KAFKA_PARTITION_UA, out->customer_id, NULL)))
+            return rc;
     }
-    if (!res.duplicate) w->touched[w->ntouched++] = idx;
+    if (tl_resident_use(w->res, ev.customer_id, ev.tenant_id, w->stamp)) return TL_ENOMEM;
+    if (!res.duplicate) {
+        /* Its durable copy is stale until this batch's state record lands:
+         * not evictable before then. */
+        tl_resident_durable(w->res, ev.customer_id, m->partition, -1);
+        w->touched[w->ntouched++] = idx;
+    }
     return TL_OK;
 }
 
@@ -212,7 +268,78 @@ static int write_states(tl_fold_worker_t *w) {
         tl_buf_reset(&w->buf);
         int rc = tl_fold_state_encode(w->fold, w->st_codec, ev.tenant_id, ev.customer_id, &w->buf);
         if (rc == TL_ENOTFOUND) continue;
-        if (rc || (rc = produce(w, TL_TOPIC_STATE, m->partition, ev.customer_id))) return rc;
+        if (rc || (rc = produce(w, TL_TOPIC_STATE, m->partition, ev.customer_id,
+                                (void *)(intptr_t)(i + 1))))
+            return rc;
+    }
+    return TL_OK;
+}
+
+/* Delivery report of the fold producer: remembers where each .state record
+ * landed (used only once the transaction commits).  Runs on the worker
+ * thread, inside commit_transaction's flush or rd_kafka_poll. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    tl_fold_worker_t *w = opaque;
+    intptr_t i = (intptr_t)m->_private;
+    if (i > 0 && i <= w->ntouched) w->state_offsets[i - 1] = m->err ? -1 : m->offset;
+}
+
+/* After a commit: the states written are durable at their offsets. */
+static void record_durable(tl_fold_worker_t *w) {
+    while (rd_kafka_poll(w->producer, 0) > 0) {}
+    for (int i = 0; i < w->ntouched; i++) {
+        rd_kafka_message_t *m = w->batch[w->touched[i]];
+        if (w->state_offsets[i] >= 0)
+            tl_resident_durable(w->res, (tl_str_t){m->key, m->key_len}, m->partition,
+                                w->state_offsets[i]);
+    }
+}
+
+/* Reads back the evicted state of customer from .state[partition]@offset. */
+static int restore_one(tl_fold_worker_t *w, tl_str_t customer, int32_t partition, int64_t offset) {
+    if (!w->restorer && !(w->restorer = state_reader_new(w, 0))) return TL_EKAFKA;
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, tl_kafka_topic(w->kafka, TL_TOPIC_STATE), partition)->offset = offset;
+    rd_kafka_assign(w->restorer, tp);
+    rd_kafka_topic_partition_list_destroy(tp);
+    int rc = TL_ETIMEOUT;
+    int64_t deadline = tl_kafka_now_ms() + 10000;
+    while (rc == TL_ETIMEOUT && tl_kafka_left_ms(deadline) > 0 && !atomic_load(&w->stop)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->restorer, 200);
+        if (!m) continue;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                tl_warn("fold", "restoring a state: %s", rd_kafka_message_errstr(m));
+        } else if (m->offset == offset && m->key_len == customer.len &&
+                   memcmp(m->key, customer.ptr, customer.len) == 0) {
+            tl_str_t tenant;
+            rc = tl_fold_state_load_ids(w->fold, w->st_codec, m->payload, m->len, &tenant, NULL);
+            /* Held again from now: a second event of it in this batch must
+             * not read it back twice. */
+            if (!rc && tl_resident_use(w->res, customer, tenant, w->stamp)) rc = TL_ENOMEM;
+        } else if (m->offset >= offset) {
+            tl_error("fold", "state of %.*s not at .state[%d]@%lld", (int)customer.len, customer.ptr,
+                     (int)partition, (long long)offset);
+            rc = TL_ECORRUPT;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_assign(w->restorer, NULL);
+    return rc;
+}
+
+/* Before folding a batch: bring back every evicted customer it mentions. */
+static int restore_evicted(tl_fold_worker_t *w, int n) {
+    for (int i = 0; i < n; i++) {
+        rd_kafka_message_t *m = w->batch[i];
+        tl_str_t customer = {m->key, m->key_len};
+        int32_t part;
+        int64_t off;
+        if (!m->key || tl_resident_where(w->res, customer, &part, &off) != TL_RESIDENT_EVICTED) continue;
+        int rc = restore_one(w, customer, part, off);
+        if (rc) return rc;
+        tl_metric_add(TL_M_fold_restores_total, 1);
     }
     return TL_OK;
 }
@@ -228,7 +355,7 @@ static void rewind_to_committed(tl_fold_worker_t *w) {
         tl_warn("fold", "rewind: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
-    tl_fold_clear(w->fold);
+    forget_all(w);
     load_states(w, parts);
     rd_kafka_topic_partition_list_destroy(parts);
 }
@@ -259,11 +386,20 @@ static int txn_error(tl_fold_worker_t *w, rd_kafka_error_t *e, const char *what)
 
 static int process_batch(tl_fold_worker_t *w, int n) {
     rd_kafka_error_t *e;
+    int rc;
     w->ntouched = 0;
+    w->stamp++;
+    if ((rc = restore_evicted(w, n))) {
+        /* Nothing is open yet: start over from what Kafka has committed. */
+        tl_warn("fold", "restoring evicted states failed (%s); rewinding", tl_strerror(rc));
+        rewind_to_committed(w);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) w->state_offsets[i] = -1;
     if ((e = rd_kafka_begin_transaction(w->producer))) return txn_error(w, e, "begin_transaction");
 
     rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(8);
-    int rc = TL_OK;
+    rc = TL_OK;
     for (int i = 0; i < n && !rc; i++) {
         rd_kafka_message_t *m = w->batch[i];
         rd_kafka_topic_partition_t *tp =
@@ -295,6 +431,8 @@ static int process_batch(tl_fold_worker_t *w, int n) {
         return txn_error(w, e, "commit_transaction");
     }
     tl_metric_add(TL_M_fold_transactions_total, 1);
+    record_durable(w);
+    evict_over_limit(w);
     return 0;
 }
 
@@ -381,7 +519,10 @@ int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_work
     tl_fold_opts_t opts = {cfg->max_skew_ms, cfg->idle_timeout_ms, names, nnames};
     w->batch = calloc((size_t)cfg->batch, sizeof *w->batch);
     w->touched = calloc((size_t)cfg->batch, sizeof *w->touched);
-    if (!w->batch || !w->touched || !(w->fold = tl_fold_new(&opts))) goto fail;
+    w->state_offsets = calloc((size_t)cfg->batch, sizeof *w->state_offsets);
+    w->res = tl_resident_new();
+    if (!w->batch || !w->touched || !w->state_offsets || !w->res || !(w->fold = tl_fold_new(&opts)))
+        goto fail;
     if (!(w->ev_codec = tl_codec_new_event(&rc))) goto fail;
     if (!(w->emit_codec = tl_codec_new_event(&rc))) goto fail;
     if (!(w->ch_codec = tl_change_codec_new(&rc))) goto fail;
@@ -398,6 +539,8 @@ int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_work
     rd_kafka_conf_set(conf, "transactional.id", txid, NULL, 0);
     rd_kafka_conf_set(conf, "transaction.timeout.ms", "30000", NULL, 0);
     rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, w);
     if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr))) {
         rd_kafka_conf_destroy(conf);
         tl_error("fold", "producer: %s", errstr);
@@ -415,6 +558,8 @@ fail:
     tl_codec_free(w->ev_codec);
     tl_codec_free(w->emit_codec);
     tl_fold_free(w->fold);
+    tl_resident_free(w->res);
+    free(w->state_offsets);
     free(w->touched);
     free(w->batch);
     tl_buf_close(&w->buf);
@@ -435,7 +580,13 @@ void tl_fold_worker_stop(tl_fold_worker_t *w) {
     tl_codec_free(w->ch_codec);
     tl_codec_free(w->ev_codec);
     tl_codec_free(w->emit_codec);
+    if (w->restorer) {
+        rd_kafka_consumer_close(w->restorer);
+        rd_kafka_destroy(w->restorer);
+    }
     tl_fold_free(w->fold);
+    tl_resident_free(w->res);
+    free(w->state_offsets);
     free(w->touched);
     free(w->batch);
     tl_buf_close(&w->buf);

@@ -109,7 +109,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         t->ack.partition = m->partition;
         t->ack.offset = m->offset;
         atomic_store(&in->kafka_up, 1);
-        tl_dedup_put(in->recent, t->key, t->keylen, &t->ack, sizeof t->ack);
+        if (t->keylen) tl_dedup_put(in->recent, t->key, t->keylen, &t->ack, sizeof t->ack);
         tl_metric_add(TL_M_ingest_accepted_total, 1);
         if (t->pending->req) answer_accepted(t->pending->req, t, &t->ack, 0);
     }
@@ -156,13 +156,20 @@ static void submit(tl_ingest_t *in, h2o_req_t *req, const tl_event_t *ev, const 
     }
     t->in = in;
     t->wechat = wechat;
-    t->keylen = (size_t)snprintf(t->key, sizeof t->key, "%.*s%c%.*s", (int)ev->tenant_id.len,
-                                 ev->tenant_id.ptr, 0, (int)ev->idempotency_key.len,
-                                 ev->idempotency_key.ptr);
-    if (t->keylen >= sizeof t->key) t->keylen = sizeof t->key - 1;
+    /* Idempotency keys are unique per customer (the fold dedups per
+     * customer), not per tenant: a web message id is only unique per
+     * visitor.  So the cache key is tenant, customer and key. */
+    t->keylen = (size_t)snprintf(t->key, sizeof t->key, "%.*s%c%.*s%c%.*s", (int)ev->tenant_id.len,
+                                 ev->tenant_id.ptr, 0, (int)ev->customer_id.len, ev->customer_id.ptr,
+                                 0, (int)ev->idempotency_key.len, ev->idempotency_key.ptr);
+    /* A key too long for the cache is simply not cached (never cut: two
+     * cut keys could collide and a new event be taken for a resend); the
+     * fold's own dedup still applies it once. */
+    if (t->keylen >= sizeof t->key) t->keylen = 0;
     size_t alen;
     ack_t prev;
-    if (tl_dedup_get(in->recent, t->key, t->keylen, &prev, &alen) && alen == sizeof prev) {
+    if (t->keylen && tl_dedup_get(in->recent, t->key, t->keylen, &prev, &alen) &&
+        alen == sizeof prev) {
         tl_metric_add(TL_M_ingest_duplicate_total, 1);
         answer_accepted(req, t, &prev, 1);
         free(t);

@@ -25,6 +25,8 @@
     XX(fold_dlq_total, "events sent to the dead-letter topic")                \
     XX(fold_transactions_total, "fold transactions committed")                \
     XX(fold_aborts_total, "fold transactions aborted")                        \
+    XX(fold_evictions_total, "idle customer states dropped from memory")      \
+    XX(fold_restores_total, "evicted customer states read back from the state topic") \
     XX(projection_rows_total, "change records applied to PostgreSQL")         \
     XX(projection_batches_total, "projection transactions committed")         \
     XX(projection_errors_total, "projection batches rolled back and retried") \

@@ -19,7 +19,8 @@
     XX(wechat)                                                                \
     XX(api)                                                                   \
     XX(change)                                                                \
-    XX(fold)
+    XX(fold)                                                                  \
+    XX(resident)
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
     XX(pipeline)
