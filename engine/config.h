@@ -45,6 +45,13 @@
     XX(instance, "instance", STR, "0",                                                     \
        "this process's stable name among its peers; names its transactional id, so a "    \
        "restarted process fences its crashed predecessor and aborts its open transaction")\
+    XX(douyin_secret, "douyin-secret", STR, "",                                            \
+       "Douyin webhook signing secret (the app's client secret); empty: no "             \
+       "/v1/ingest/douyin")                                                              \
+    XX(douyin_tenant, "douyin-tenant", STR, "default",                                     \
+       "tenant the Douyin app's customers belong to")                                     \
+    XX(phone_country_code, "phone-country-code", STR, "86",                                \
+       "country calling code put in front of national caller numbers")                    \
     XX(wechat_token, "wechat-token", STR, "",                                              \
        "WeChat Official Account Token; empty = no /v1/ingest/wechat")                     \
     XX(wechat_aes_key, "wechat-aes-key", STR, "",                                          \

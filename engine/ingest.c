@@ -18,6 +18,8 @@
 #include "uuid.h"
 #include "api.h"
 #include "web.h"
+#include "douyin.h"
+#include "phone.h"
 #include "wechat.h"
 
 /* What the recent-key cache remembers of an acknowledged event. */
@@ -28,12 +30,19 @@ typedef struct ack {
     int64_t offset;
 } ack_t;
 
+/* How a platform expects to hear that its event was accepted. */
+typedef enum answer {
+    ANSWER_202,             /* 202 with event id, customer id, position */
+    ANSWER_200,             /* the same body with 200 (Douyin retries other codes) */
+    ANSWER_WECHAT           /* 200 text/plain "success" */
+} answer_t;
+
 /* One event waiting for its delivery report. */
 typedef struct ticket {
     tl_ingest_t *in;
     tl_http_pending_t *pending;
     ack_t ack;
-    int wechat;             /* answer WeChat's way: 200 text/plain "success" */
+    answer_t answer;        /* how this platform expects to hear "accepted" */
     size_t keylen;
     char key[TL_DEDUP_KEY_MAX];
 } ticket_t;
@@ -57,6 +66,9 @@ struct tl_ingest {
     adapter_fn adapters[TL_PLATFORM__COUNT];
     int has_wechat;
     tl_wechat_conf_t wechat;
+    int has_douyin;
+    tl_douyin_conf_t douyin;
+    tl_phone_conf_t phone;
 };
 
 static int64_t now_ms(void) {
@@ -65,14 +77,14 @@ static int64_t now_ms(void) {
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static void answer_ack(h2o_req_t *req, const ack_t *a, int duplicate) {
+static void answer_ack(h2o_req_t *req, int status, const ack_t *a, int duplicate) {
     char body[256];
     int n = snprintf(body, sizeof body,
                      "{\"event_id\":\"%s\",\"customer_id\":\"%s\",\"duplicate\":%s,"
                      "\"position\":\"%d:%lld\"}",
                      a->event_id, a->customer_id, duplicate ? "true" : "false",
                      (int)a->partition, (long long)a->offset);
-    tl_http_json(req, 202, body, (size_t)n);
+    tl_http_json(req, status, body, (size_t)n);
 }
 
 static void answer_unavailable(h2o_req_t *req, const char *why) {
@@ -92,8 +104,8 @@ static void answer_wechat_success(h2o_req_t *req) {
 }
 
 static void answer_accepted(h2o_req_t *req, const ticket_t *t, const ack_t *a, int duplicate) {
-    if (t->wechat) answer_wechat_success(req);
-    else answer_ack(req, a, duplicate);
+    if (t->answer == ANSWER_WECHAT) answer_wechat_success(req);
+    else answer_ack(req, t->answer == ANSWER_200 ? 200 : 202, a, duplicate);
 }
 
 /* librdkafka delivery report: runs on the loop thread, from rd_kafka_poll. */
@@ -146,7 +158,7 @@ static void on_timer(uv_timer_t *h) {
  * Answers req (now or from the delivery report).  ev's strings must stay
  * valid until this returns; they are not needed after. */
 static void submit(tl_ingest_t *in, h2o_req_t *req, const tl_event_t *ev, const char *event_id,
-                   int wechat) {
+                   answer_t answer) {
     tl_problem_t pb;
     /* A resend of a message acknowledged a moment ago gets the same answer. */
     ticket_t *t = calloc(1, sizeof *t);
@@ -155,7 +167,7 @@ static void submit(tl_ingest_t *in, h2o_req_t *req, const tl_event_t *ev, const 
         return;
     }
     t->in = in;
-    t->wechat = wechat;
+    t->answer = answer;
     /* Idempotency keys are unique per customer (the fold dedups per
      * customer), not per tenant: a web message id is only unique per
      * visitor.  So the cache key is tenant, customer and key. */
@@ -250,8 +262,65 @@ static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *par
         tl_http_problem(req, &pb);
         return;
     }
-    submit(in, req, &ev, event_id, 0);
+    submit(in, req, &ev, event_id, ANSWER_202);
     tl_adapter_out_close(&out);
+}
+
+/* POST /v1/ingest/phone: a call centre's transcript segment. */
+static void phone_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
+    tl_ingest_t *in = ud;
+    tl_problem_t pb;
+    const char *body;
+    size_t len;
+    (void)params;
+    if (tl_http_body(req, &body, &len) < 0) {
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        return;
+    }
+    char event_id[TL_UUID_STRLEN + 1], trace[64];
+    tl_adapter_ctx_t ctx;
+    make_ctx(in, req, event_id, trace, &ctx);
+    tl_phone_out_t out = {0};
+    tl_event_t ev;
+    if (tl_phone_parse(&in->phone, &ctx, body, len, &out, &ev, &pb)) {
+        tl_phone_out_close(&out);
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        tl_http_problem(req, &pb);
+        return;
+    }
+    submit(in, req, &ev, event_id, ANSWER_202);
+    tl_phone_out_close(&out);
+}
+
+/* POST /v1/ingest/douyin: a signed Douyin webhook. */
+static void douyin_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
+    tl_ingest_t *in = ud;
+    tl_problem_t pb;
+    const char *body;
+    size_t len;
+    (void)params;
+    if (tl_http_body(req, &body, &len) < 0) {
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        return;
+    }
+    char event_id[TL_UUID_STRLEN + 1], trace[64];
+    tl_adapter_ctx_t ctx;
+    make_ctx(in, req, event_id, trace, &ctx);
+    /* h2o keeps header names in lower case. */
+    const h2o_iovec_t *h = tl_http_header(req, "x-douyin-signature");
+    tl_str_t sig = h ? (tl_str_t){h->base, h->len} : TL_STR_NULL;
+    tl_douyin_out_t out = {0};
+    tl_event_t ev;
+    int rc = tl_douyin_parse(&in->douyin, &ctx, sig, body, len, &out, &ev, &pb);
+    if (rc == TL_DOUYIN_CHALLENGE) {
+        tl_http_json(req, 200, out.reply, out.reply_len);
+    } else if (rc) {
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        tl_http_problem(req, &pb);
+    } else {
+        submit(in, req, &ev, event_id, ANSWER_200);
+    }
+    tl_douyin_out_close(&out);
 }
 
 /* The query of a WeChat call.  Buffers are larger than the adapter accepts
@@ -307,7 +376,7 @@ static void wechat_post(void *ud, h2o_req_t *req, const tl_http_params_t *params
         tl_http_problem(req, &pb);
         return;
     }
-    submit(in, req, &ev, event_id, 1);
+    submit(in, req, &ev, event_id, ANSWER_WECHAT);
     tl_wechat_out_close(&out);
 }
 
@@ -332,6 +401,22 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_
             return TL_ECONFIG;
         }
         in->has_wechat = 1;
+    }
+    char err[256];
+    if (tl_phone_conf_init(&in->phone, cfg->phone_country_code, err, sizeof err)) {
+        tl_error("ingest", "%s", err);
+        tl_wechat_conf_close(&in->wechat);
+        free(in);
+        return TL_ECONFIG;
+    }
+    if (cfg->douyin_secret && *cfg->douyin_secret) {
+        if (tl_douyin_conf_init(&in->douyin, cfg->douyin_tenant, cfg->douyin_secret, err, sizeof err)) {
+            tl_error("ingest", "%s", err);
+            tl_wechat_conf_close(&in->wechat);
+            free(in);
+            return TL_ECONFIG;
+        }
+        in->has_douyin = 1;
     }
     tl_buf_init(&in->buf);
     in->codec = tl_codec_new_event(&rc);
@@ -372,7 +457,9 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_
         tl_ingest_close(in, 0);
         return rc;
     }
-    if ((rc = tl_http_route(http, "POST", "/v1/ingest/{}", ingest_handler, in))) {
+    if ((in->has_douyin && (rc = tl_http_route(http, "POST", "/v1/ingest/douyin", douyin_post, in))) ||
+        (rc = tl_http_route(http, "POST", "/v1/ingest/phone", phone_post, in)) ||
+        (rc = tl_http_route(http, "POST", "/v1/ingest/{}", ingest_handler, in))) {
         tl_ingest_close(in, 0);
         return rc;
     }

@@ -17,6 +17,8 @@
     XX(dedup)                                                                 \
     XX(web)                                                                   \
     XX(wechat)                                                                \
+    XX(douyin)                                                                \
+    XX(phone)                                                                 \
     XX(api)                                                                   \
     XX(change)                                                                \
     XX(fold)                                                                  \
