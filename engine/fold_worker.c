@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "change.h"
 #include "error.h"
@@ -76,11 +77,11 @@ static void evict_over_limit(tl_fold_worker_t *w) {
 }
 
 /* A consumer that reads .state with read_committed and no group. */
-static rd_kafka_t *state_reader_new(tl_fold_worker_t *w, int eof) {
+static rd_kafka_t *state_reader_new(tl_fold_worker_t *w, int eof, const char *isolation) {
     char errstr[256];
     rd_kafka_conf_t *conf = tl_kafka_conf(w->kafka);
     if (!conf) return NULL;
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(conf, "isolation.level", isolation, NULL, 0);
     rd_kafka_conf_set(conf, "enable.partition.eof", eof ? "true" : "false", NULL, 0);
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     rd_kafka_conf_set(conf, "group.id", "threadline-state-reader", NULL, 0);
@@ -97,9 +98,41 @@ static rd_kafka_t *state_reader_new(tl_fold_worker_t *w, int eof) {
 
 /* ---- restoring state from <prefix>.state ---- */
 
+/* Waits (bounded) until no transaction is open on the .state partitions we
+ * are about to read: commit_transaction returns before the broker has
+ * written the commit markers, so right after the previous owner's last
+ * commit its state records may still sit beyond the last stable offset,
+ * where a read_committed reader would stop short of them.  A crashed
+ * owner's open transaction ends at the latest when it times out. */
+static void wait_state_stable(tl_fold_worker_t *w, rd_kafka_t *committed,
+                              const rd_kafka_topic_partition_list_t *parts) {
+    rd_kafka_t *raw = state_reader_new(w, 0, "read_uncommitted");
+    if (!raw) return;
+    const char *topic = tl_kafka_topic(w->kafka, TL_TOPIC_STATE);
+    int64_t deadline = tl_kafka_now_ms() + 40000;
+    for (int i = 0; i < parts->cnt && !atomic_load(&w->stop); i++) {
+        int32_t p = parts->elems[i].partition;
+        for (;;) {
+            int64_t lo, lso = -1, hw = -2;
+            rd_kafka_query_watermark_offsets(committed, topic, p, &lo, &lso, 5000);
+            rd_kafka_query_watermark_offsets(raw, topic, p, &lo, &hw, 5000);
+            if (lso >= hw || tl_kafka_left_ms(deadline) == 0 || atomic_load(&w->stop)) {
+                if (lso < hw)
+                    tl_warn("fold", "%s[%d]: a transaction is still open; reading up to %lld of %lld",
+                            topic, (int)p, (long long)lso, (long long)hw);
+                break;
+            }
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    rd_kafka_destroy(raw);
+}
+
 static int load_states(tl_fold_worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
-    rd_kafka_t *rk = state_reader_new(w, 1);
+    rd_kafka_t *rk = state_reader_new(w, 1, "read_committed");
     if (!rk) return TL_EKAFKA;
+    wait_state_stable(w, rk, parts);
     const char *topic = tl_kafka_topic(w->kafka, TL_TOPIC_STATE);
     rd_kafka_topic_partition_list_t *st = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++)
@@ -298,7 +331,8 @@ static void record_durable(tl_fold_worker_t *w) {
 
 /* Reads back the evicted state of customer from .state[partition]@offset. */
 static int restore_one(tl_fold_worker_t *w, tl_str_t customer, int32_t partition, int64_t offset) {
-    if (!w->restorer && !(w->restorer = state_reader_new(w, 0))) return TL_EKAFKA;
+    if (!w->restorer && !(w->restorer = state_reader_new(w, 0, "read_committed")))
+        return TL_EKAFKA;
     rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(tp, tl_kafka_topic(w->kafka, TL_TOPIC_STATE), partition)->offset = offset;
     rd_kafka_assign(w->restorer, tp);
@@ -344,9 +378,11 @@ static int restore_evicted(tl_fold_worker_t *w, int n) {
     return TL_OK;
 }
 
-static void rewind_to_committed(tl_fold_worker_t *w) {
+/* Seeks every assigned partition to its committed offset; returns the
+ * assignment (caller destroys) or NULL. */
+static rd_kafka_topic_partition_list_t *seek_to_committed(tl_fold_worker_t *w) {
     rd_kafka_topic_partition_list_t *parts = NULL;
-    if (rd_kafka_assignment(w->consumer, &parts) || !parts) return;
+    if (rd_kafka_assignment(w->consumer, &parts) || !parts) return NULL;
     rd_kafka_committed(w->consumer, parts, 10000);
     for (int i = 0; i < parts->cnt; i++)
         if (parts->elems[i].offset < 0) parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -355,6 +391,12 @@ static void rewind_to_committed(tl_fold_worker_t *w) {
         tl_warn("fold", "rewind: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
+    return parts;
+}
+
+static void rewind_to_committed(tl_fold_worker_t *w) {
+    rd_kafka_topic_partition_list_t *parts = seek_to_committed(w);
+    if (!parts) return;
     forget_all(w);
     load_states(w, parts);
     rd_kafka_topic_partition_list_destroy(parts);
@@ -478,10 +520,16 @@ static void *worker_main(void *arg) {
             m = rd_kafka_consumer_poll(w->consumer, tl_kafka_left_ms(deadline));
         }
         if (w->rebalanced) {
-            /* Records polled before a rebalance may belong to partitions we
-             * no longer own: drop them; the new owner starts from the
-             * committed offsets, and so do we after an assignment. */
+            /* Records gathered around a rebalance may belong to partitions
+             * we no longer own, and the consumer has moved past any it
+             * fetched after the new assignment: drop them all and go back
+             * to the committed offsets, which the new owner starts from
+             * too.  (States were just loaded for the assignment.) */
             for (int i = 0; i < n; i++) rd_kafka_message_destroy(w->batch[i]);
+            if (n) {
+                rd_kafka_topic_partition_list_t *parts = seek_to_committed(w);
+                if (parts) rd_kafka_topic_partition_list_destroy(parts);
+            }
             continue;
         }
         if (n == 0) continue;

@@ -25,7 +25,8 @@
     XX(resident)
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
-    XX(pipeline)
+    XX(pipeline)                                                              \
+    XX(fold_worker)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)

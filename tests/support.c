@@ -240,6 +240,89 @@ int tl_test_kafka_topic_size(const char *brokers, const char *topic, int timeout
     return ret;
 }
 
+int tl_test_kafka_count_committed(const char *brokers, const char *topic, int timeout_ms,
+                                  int64_t *out, char *err, size_t errlen) {
+    char errstr[512];
+    kerr_t ke = {.msg = ""};
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *const settings[][2] = {
+        {"bootstrap.servers", brokers},     {"log_level", "3"},
+        {"group.id", "threadline-test-counter"}, {"isolation.level", "read_committed"},
+        {"enable.partition.eof", "true"},   {"enable.auto.commit", "false"},
+    };
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
+        if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK) {
+            seterr(err, errlen, "kafka config: %s", errstr);
+            rd_kafka_conf_destroy(conf);
+            return -1;
+        }
+    rd_kafka_conf_set_opaque(conf, &ke);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (rk == NULL) {
+        seterr(err, errlen, "kafka consumer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    int64_t deadline = tl_test_mono_ms() + timeout_ms;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rc = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms)
+                                 : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    int ret = -1;
+    if (rc != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 || md->topics[0].err) {
+        seterr(err, errlen, "metadata of %s: %s", topic,
+               rd_kafka_err2str(rc ? rc : md->topic_cnt ? md->topics[0].err
+                                                        : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+    } else {
+        int nparts = md->topics[0].partition_cnt;
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
+        for (int i = 0; i < nparts; i++)
+            rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id)
+                ->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rc = rd_kafka_assign(rk, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+        int64_t n = 0;
+        int eofs = 0;
+        if (rc != RD_KAFKA_RESP_ERR_NO_ERROR)
+            seterr(err, errlen, "assign %s: %s", topic, rd_kafka_err2str(rc));
+        else
+            ret = 0;
+        /* One end-of-partition event per partition: nothing new arrives
+         * after it on a partition nobody writes to while we read. */
+        while (ret == 0 && eofs < nparts) {
+            if (tl_test_mono_ms() > deadline) {
+                seterr(err, errlen, "reading %s: %d of %d partitions read to the end within %d ms",
+                       topic, eofs, nparts, timeout_ms);
+                ret = -1;
+                break;
+            }
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+            if (m == NULL)
+                continue;
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                eofs++;
+            else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                n++;
+            else if (m->err != RD_KAFKA_RESP_ERR__TRANSPORT) {
+                seterr(err, errlen, "reading %s: %s", topic, rd_kafka_message_errstr(m));
+                ret = -1;
+            }
+            rd_kafka_message_destroy(m);
+        }
+        if (ret == 0)
+            *out = n;
+    }
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    if (rkt != NULL)
+        rd_kafka_topic_destroy(rkt);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return ret;
+}
+
 /* -------------------------------------------------------------- processes */
 
 /* The child half of a spawn: only async-signal-safe calls from here on. */

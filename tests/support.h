@@ -62,6 +62,15 @@ int tl_test_kafka_delete_topics(const char *brokers, const char *prefix, int tim
 int tl_test_kafka_topic_size(const char *brokers, const char *topic, int timeout_ms,
                              int64_t *out, char *err, size_t errlen);
 
+/* Counts the records of topic that a read_committed consumer sees: reads
+ * every partition from the beginning to its end (the last stable offset),
+ * so records of aborted transactions and transaction markers are not
+ * counted, and neither are records of a transaction still open.  Up to
+ * timeout_ms.  Returns 0 with the count in *out, or -1 with a message in
+ * err. */
+int tl_test_kafka_count_committed(const char *brokers, const char *topic, int timeout_ms,
+                                  int64_t *out, char *err, size_t errlen);
+
 /* -------------------------------------------------------------- processes */
 
 /* Runs argv (argv[0] is a path, argv NULL-terminated) with stdout and
