@@ -45,6 +45,12 @@
     XX(instance, "instance", STR, "0",                                                     \
        "this process's stable name among its peers; names its transactional id, so a "    \
        "restarted process fences its crashed predecessor and aborts its open transaction")\
+    XX(quotas, "quotas", STR, "",                                                          \
+       "per-platform ingest rates and priorities, e.g. \"douyin=500:low,web=2000:high\"; "  \
+       "beyond its rate a platform gets 429 with Retry-After")                            \
+    XX(ingest_capacity, "ingest-capacity", INT, "0",                                       \
+       "events per second the gateway accepts in all; as it fills, low-priority platforms " \
+       "are refused first (0: no shared limit)")                                          \
     XX(douyin_secret, "douyin-secret", STR, "",                                            \
        "Douyin webhook signing secret (the app's client secret); empty: no "             \
        "/v1/ingest/douyin")                                                              \

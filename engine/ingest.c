@@ -20,6 +20,7 @@
 #include "web.h"
 #include "douyin.h"
 #include "phone.h"
+#include "quota.h"
 #include "wechat.h"
 
 /* What the recent-key cache remembers of an acknowledged event. */
@@ -69,7 +70,23 @@ struct tl_ingest {
     int has_douyin;
     tl_douyin_conf_t douyin;
     tl_phone_conf_t phone;
+    tl_quota_t quota;
 };
+
+/* Admits one request of platform under its quota, or answers 429 and
+ * returns 0.  Loop thread. */
+static int admit(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform) {
+    int retry = tl_quota_take(&in->quota, platform, (int64_t)(uv_hrtime() / 1000));
+    if (!retry) return 1;
+    tl_problem_t pb;
+    tl_problem_set(&pb, 429, "quota-exceeded", "Platform over its quota", "platform",
+                   "platform \"%s\" is over its ingest quota; nothing was accepted, retry later",
+                   tl_platform_slug(platform));
+    pb.retry_after = retry;
+    tl_metric_add(TL_M_ingest_throttled_total, 1);
+    tl_http_problem(req, &pb);
+    return 0;
+}
 
 static int64_t now_ms(void) {
     struct timeval tv;
@@ -247,6 +264,7 @@ static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *par
         tl_http_problem(req, &pb);
         return;
     }
+    if (!admit(in, req, platform)) return;
     if (tl_http_body(req, &body, &len) < 0) {
         tl_metric_add(TL_M_ingest_rejected_total, 1);
         return;
@@ -273,6 +291,7 @@ static void phone_post(void *ud, h2o_req_t *req, const tl_http_params_t *params)
     const char *body;
     size_t len;
     (void)params;
+    if (!admit(in, req, TL_PLATFORM_PHONE)) return;
     if (tl_http_body(req, &body, &len) < 0) {
         tl_metric_add(TL_M_ingest_rejected_total, 1);
         return;
@@ -299,6 +318,7 @@ static void douyin_post(void *ud, h2o_req_t *req, const tl_http_params_t *params
     const char *body;
     size_t len;
     (void)params;
+    if (!admit(in, req, TL_PLATFORM_DOUYIN)) return;
     if (tl_http_body(req, &body, &len) < 0) {
         tl_metric_add(TL_M_ingest_rejected_total, 1);
         return;
@@ -360,6 +380,7 @@ static void wechat_post(void *ud, h2o_req_t *req, const tl_http_params_t *params
     const char *body;
     size_t len;
     (void)params;
+    if (!admit(in, req, TL_PLATFORM_WECHAT)) return;
     if (tl_http_body(req, &body, &len) < 0) {
         tl_metric_add(TL_M_ingest_rejected_total, 1);
         return;
@@ -403,7 +424,8 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_
         in->has_wechat = 1;
     }
     char err[256];
-    if (tl_phone_conf_init(&in->phone, cfg->phone_country_code, err, sizeof err)) {
+    if (tl_quota_init(&in->quota, cfg->quotas, cfg->ingest_capacity, err, sizeof err) ||
+        tl_phone_conf_init(&in->phone, cfg->phone_country_code, err, sizeof err)) {
         tl_error("ingest", "%s", err);
         tl_wechat_conf_close(&in->wechat);
         free(in);

@@ -19,6 +19,7 @@
     XX(ingest_accepted_total, "events acknowledged by the broker and answered 202") \
     XX(ingest_duplicate_total, "ingest requests answered from the recent-key cache") \
     XX(ingest_rejected_total, "ingest requests refused with a 4xx")            \
+    XX(ingest_throttled_total, "ingest requests refused with 429 (platform over its quota)") \
     XX(ingest_unavailable_total, "ingest requests answered 503 (broker did not acknowledge)") \
     XX(fold_events_total, "events folded")                                    \
     XX(fold_duplicates_total, "events recognised as duplicates by idempotency key") \

@@ -15,6 +15,7 @@
     XX(canon)                                                                 \
     XX(codec)                                                                 \
     XX(dedup)                                                                 \
+    XX(quota)                                                                 \
     XX(web)                                                                   \
     XX(wechat)                                                                \
     XX(douyin)                                                                \
