@@ -248,39 +248,52 @@ static void make_ctx(tl_ingest_t *in, h2o_req_t *req, char event_id[TL_UUID_STRL
     *ctx = (tl_adapter_ctx_t){now, event_id, trace, in->max_body};
 }
 
+/* What every ingest route has before its adapter runs. */
+typedef struct request {
+    const char *body;
+    size_t len;
+    char event_id[TL_UUID_STRLEN + 1];
+    char trace[64];
+    tl_adapter_ctx_t ctx;
+} request_t;
+
+/* Quota, body and adapter context for a request of platform; returns 0, or
+ * -1 when the request was already answered (429, 413).  Loop thread. */
+static int begin(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform, request_t *r) {
+    if (!admit(in, req, platform)) return -1;
+    if (tl_http_body(req, &r->body, &r->len) < 0) {
+        tl_metric_add(TL_M_ingest_rejected_total, 1);
+        return -1;
+    }
+    make_ctx(in, req, r->event_id, r->trace, &r->ctx);
+    return 0;
+}
+
+/* Answers an adapter's refusal. */
+static void reject(h2o_req_t *req, const tl_problem_t *pb) {
+    tl_metric_add(TL_M_ingest_rejected_total, 1);
+    tl_http_problem(req, pb);
+}
+
 static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
     tl_ingest_t *in = ud;
     tl_problem_t pb;
     tl_platform_t platform;
-    const char *body;
-    size_t len;
+    request_t r;
 
     if (tl_platform_from_slug(params->v[0].base, params->v[0].len, &platform) != TL_OK ||
         !in->adapters[platform]) {
         tl_problem_set(&pb, 404, "unknown-platform", "Unknown platform", "platform",
                        "no ingest adapter for platform \"%.*s\"", (int)params->v[0].len,
                        params->v[0].base);
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        tl_http_problem(req, &pb);
+        reject(req, &pb);
         return;
     }
-    if (!admit(in, req, platform)) return;
-    if (tl_http_body(req, &body, &len) < 0) {
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        return;
-    }
-    char event_id[TL_UUID_STRLEN + 1], trace[64];
-    tl_adapter_ctx_t ctx;
-    make_ctx(in, req, event_id, trace, &ctx);
+    if (begin(in, req, platform, &r)) return;
     tl_adapter_out_t out = {0};
     tl_event_t ev;
-    if (in->adapters[platform](&ctx, body, len, &out, &ev, &pb)) {
-        tl_adapter_out_close(&out);
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        tl_http_problem(req, &pb);
-        return;
-    }
-    submit(in, req, &ev, event_id, ANSWER_202);
+    if (in->adapters[platform](&r.ctx, r.body, r.len, &out, &ev, &pb)) reject(req, &pb);
+    else submit(in, req, &ev, r.event_id, ANSWER_202);
     tl_adapter_out_close(&out);
 }
 
@@ -288,26 +301,13 @@ static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *par
 static void phone_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
     tl_ingest_t *in = ud;
     tl_problem_t pb;
-    const char *body;
-    size_t len;
+    request_t r;
     (void)params;
-    if (!admit(in, req, TL_PLATFORM_PHONE)) return;
-    if (tl_http_body(req, &body, &len) < 0) {
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        return;
-    }
-    char event_id[TL_UUID_STRLEN + 1], trace[64];
-    tl_adapter_ctx_t ctx;
-    make_ctx(in, req, event_id, trace, &ctx);
+    if (begin(in, req, TL_PLATFORM_PHONE, &r)) return;
     tl_phone_out_t out = {0};
     tl_event_t ev;
-    if (tl_phone_parse(&in->phone, &ctx, body, len, &out, &ev, &pb)) {
-        tl_phone_out_close(&out);
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        tl_http_problem(req, &pb);
-        return;
-    }
-    submit(in, req, &ev, event_id, ANSWER_202);
+    if (tl_phone_parse(&in->phone, &r.ctx, r.body, r.len, &out, &ev, &pb)) reject(req, &pb);
+    else submit(in, req, &ev, r.event_id, ANSWER_202);
     tl_phone_out_close(&out);
 }
 
@@ -315,31 +315,18 @@ static void phone_post(void *ud, h2o_req_t *req, const tl_http_params_t *params)
 static void douyin_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
     tl_ingest_t *in = ud;
     tl_problem_t pb;
-    const char *body;
-    size_t len;
+    request_t r;
     (void)params;
-    if (!admit(in, req, TL_PLATFORM_DOUYIN)) return;
-    if (tl_http_body(req, &body, &len) < 0) {
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        return;
-    }
-    char event_id[TL_UUID_STRLEN + 1], trace[64];
-    tl_adapter_ctx_t ctx;
-    make_ctx(in, req, event_id, trace, &ctx);
+    if (begin(in, req, TL_PLATFORM_DOUYIN, &r)) return;
     /* h2o keeps header names in lower case. */
     const h2o_iovec_t *h = tl_http_header(req, "x-douyin-signature");
     tl_str_t sig = h ? (tl_str_t){h->base, h->len} : TL_STR_NULL;
     tl_douyin_out_t out = {0};
     tl_event_t ev;
-    int rc = tl_douyin_parse(&in->douyin, &ctx, sig, body, len, &out, &ev, &pb);
-    if (rc == TL_DOUYIN_CHALLENGE) {
-        tl_http_json(req, 200, out.reply, out.reply_len);
-    } else if (rc) {
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        tl_http_problem(req, &pb);
-    } else {
-        submit(in, req, &ev, event_id, ANSWER_200);
-    }
+    int rc = tl_douyin_parse(&in->douyin, &r.ctx, sig, r.body, r.len, &out, &ev, &pb);
+    if (rc == TL_DOUYIN_CHALLENGE) tl_http_json(req, 200, out.reply, out.reply_len);
+    else if (rc) reject(req, &pb);
+    else submit(in, req, &ev, r.event_id, ANSWER_200);
     tl_douyin_out_close(&out);
 }
 
@@ -377,27 +364,14 @@ static void wechat_post(void *ud, h2o_req_t *req, const tl_http_params_t *params
     tl_ingest_t *in = ud;
     tl_problem_t pb;
     wechat_query_t wq;
-    const char *body;
-    size_t len;
+    request_t r;
     (void)params;
-    if (!admit(in, req, TL_PLATFORM_WECHAT)) return;
-    if (tl_http_body(req, &body, &len) < 0) {
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        return;
-    }
+    if (begin(in, req, TL_PLATFORM_WECHAT, &r)) return;
     wechat_query(req, &wq);
-    char event_id[TL_UUID_STRLEN + 1], trace[64];
-    tl_adapter_ctx_t ctx;
-    make_ctx(in, req, event_id, trace, &ctx);
     tl_wechat_out_t out = {0};
     tl_event_t ev;
-    if (tl_wechat_parse(&in->wechat, &ctx, &wq.q, body, len, &out, &ev, &pb)) {
-        tl_wechat_out_close(&out);
-        tl_metric_add(TL_M_ingest_rejected_total, 1);
-        tl_http_problem(req, &pb);
-        return;
-    }
-    submit(in, req, &ev, event_id, ANSWER_WECHAT);
+    if (tl_wechat_parse(&in->wechat, &r.ctx, &wq.q, r.body, r.len, &out, &ev, &pb)) reject(req, &pb);
+    else submit(in, req, &ev, r.event_id, ANSWER_WECHAT);
     tl_wechat_out_close(&out);
 }
 
