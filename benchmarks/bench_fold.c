@@ -34,60 +34,12 @@
 #include "event.h"
 #include "fold.h"
 #include "uuid.h"
+#include "workload.h"
 
 #define SECONDS 2.0
 #define EVENTS 100000
 #define CUSTOMERS 10000
-#define T0 1716019200000LL
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t rng = 0x243f6a8885a308d3ULL;
-
-static uint64_t rnd(uint64_t n) {     /* xorshift64*: a fixed stream every run */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (rng * 0x2545f4914f6cdd1dULL) % n;
-}
-
-static const char *const texts[] = {
-    "在吗？",
-    "你好，请问有人吗",
-    "我的快递到哪里了？",
-    "订单号TL20240518001，麻烦帮我查一下物流",
-    "收到的商品有破损，外包装也压坏了，可以换货吗？",
-    "我想修改收货地址，改成杭州市西湖区文三路一百号，谢谢",
-    "您好，我上周在小程序下的订单到现在还没有发货，客服说今天会处理，请问现在物流到哪里了？",
-    ("您好，我上周在小程序下的订单到现在还没有发货，订单号是二零二四零五一八零零一，客服说今天会处理，"
-     "请问现在物流到哪里了？如果今天还不能发货，我想申请退款，谢谢！另外发票抬头请开公司名称。"),
-};
-
-static const tl_attachment_t image = {
-    TL_STR("https://img.example.cn/u/7781/order-screenshot.jpg"), TL_STR("image/jpeg"),
-    482113, 1080, 2340, 1, 1,
-};
-
-static const struct {
-    tl_platform_t platform;
-    int weight;
-} mix[] = {
-    {TL_PLATFORM_WEB, 30}, {TL_PLATFORM_APP, 20}, {TL_PLATFORM_MINI_PROGRAM, 25},
-    {TL_PLATFORM_WECHAT, 20}, {TL_PLATFORM_DOUYIN, 5},
-};
-
-static tl_platform_t pick_platform(void) {
-    int r = (int)rnd(100);
-    for (size_t i = 0; i < sizeof mix / sizeof mix[0]; i++) {
-        if (r < mix[i].weight) return mix[i].platform;
-        r -= mix[i].weight;
-    }
-    return TL_PLATFORM_WEB;
-}
 
 typedef struct record {
     char *data;
@@ -110,56 +62,12 @@ static int build(tl_event_t *evs, record_t *recs, size_t *bytes) {
     if (!enc) return err;
     tl_buf_t out;
     tl_buf_init(&out);
-    static char customers[CUSTOMERS][TL_UUID_STRLEN + 1];
-    static int64_t last_msg[CUSTOMERS];
-    for (int i = 0; i < CUSTOMERS; i++) {
-        char name[32];
-        int n = snprintf(name, sizeof name, "bench-customer-%d", i);
-        const char *parts[] = {name};
-        size_t lens[] = {(size_t)n};
-        tl_uuid_v5(parts, lens, 1, customers[i]);
-    }
-    int64_t clock = T0;
+    tl_workload_t wl;
+    if (tl_workload_init(&wl, CUSTOMERS, 72, "bench-event")) abort();
     *bytes = 0;
     for (int i = 0; i < EVENTS; i++) {
-        char event_id[TL_UUID_STRLEN + 1], key[64], puid[32], device[32];
-        int c = (int)rnd(CUSTOMERS);
-        clock += (int64_t)rnd(72);      /* 100k events in about an hour */
-        tl_platform_t platform = pick_platform();
-        const char *parts[] = {"bench-event", (const char *)&i};
-        size_t lens[] = {11, sizeof i};
-        tl_uuid_v5(parts, lens, 2, event_id);
-        int resend = i > 0 && last_msg[c] && rnd(100) < 3;
-        if (resend) {
-            platform = TL_PLATFORM_WECHAT;
-            snprintf(key, sizeof key, "wechat:msg-%" PRId64, last_msg[c]);
-        } else {
-            snprintf(key, sizeof key, "%s:msg-%d", tl_platform_slug(platform), i);
-            if (platform == TL_PLATFORM_WECHAT) last_msg[c] = i;
-        }
-        snprintf(puid, sizeof puid, "o%s_%08d", tl_platform_slug(platform), c);
-        snprintf(device, sizeof device, "iPhone15,3-%08X", (unsigned)c);
-        int64_t skew = rnd(50) == 0 ? (int64_t)rnd(600000) : (int64_t)rnd(3000);
-        const char *text = texts[rnd(sizeof texts / sizeof texts[0])];
-        int mobile = platform == TL_PLATFORM_APP || platform == TL_PLATFORM_MINI_PROGRAM;
-        tl_event_t ev = {
-            .event_id = {event_id, TL_UUID_STRLEN},
-            .tenant_id = TL_STR("tenant-hz-01"),
-            .customer_id = {customers[c], TL_UUID_STRLEN},
-            .platform = platform,
-            .platform_user_id = {puid, strlen(puid)},
-            .idempotency_key = {key, strlen(key)},
-            .occurred_at = clock - skew,
-            .received_at = clock,
-            .trace_id = TL_STR("4bf92f3577b34da6a3ce929d0e0e4736"),
-            .kind = TL_EV_MESSAGE_RECEIVED,
-            .u.message = {
-                .text = {text, strlen(text)},
-                .attachments = {&image, rnd(10) == 0},
-                .entry_point = rnd(5) == 0 ? TL_STR("product-detail:SKU20240518123") : TL_STR_NULL,
-                .device_id = mobile ? (tl_str_t){device, strlen(device)} : TL_STR_NULL,
-            },
-        };
+        tl_event_t ev;
+        tl_workload_next(&wl, &ev);
         tl_buf_reset(&out);
         if ((err = tl_codec_encode_event(enc, &ev, &out))) break;
         if (!(recs[i].data = malloc(out.len))) {
@@ -175,6 +83,7 @@ static int build(tl_event_t *evs, record_t *recs, size_t *bytes) {
         for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++) *strs[k] = keep(*strs[k]);
     }
     tl_buf_close(&out);
+    tl_workload_close(&wl);
     tl_codec_free(enc);
     return err;
 }
@@ -185,12 +94,12 @@ static double pass(tl_fold_t *f, tl_codec_t *dec, const tl_event_t *evs, const r
     tl_event_t ev;
     tl_fold_result_t res;
     tl_fold_clear(f);
-    double t0 = now();
+    double t0 = tl_workload_now();
     for (int i = 0; i < EVENTS; i++) {
         if (dec && tl_codec_decode_event(dec, recs[i].data, recs[i].len, &ev)) abort();
         if (tl_fold_apply(f, dec ? &ev : &evs[i], &res)) abort();
     }
-    return now() - t0;
+    return tl_workload_now() - t0;
 }
 
 int main(void) {
@@ -238,12 +147,12 @@ int main(void) {
     size_t check = 0;
     double dbusy = 0;
     do {
-        double t0 = now();
+        double t0 = tl_workload_now();
         for (int i = 0; i < EVENTS; i++) {
             if (tl_codec_decode_event(dec, recs[i].data, recs[i].len, &ev)) abort();
             check += ev.u.message.text.len;
         }
-        dbusy += now() - t0;
+        dbusy += tl_workload_now() - t0;
         decoded += EVENTS;
     } while (dbusy < SECONDS / 2);
     if (!check) abort();

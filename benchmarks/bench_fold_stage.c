@@ -47,61 +47,13 @@
 #include "kafka.h"
 #include "metrics.h"
 #include "uuid.h"
+#include "workload.h"
 
 #define EVENTS 200000
 #define CUSTOMERS 10000
 #define PARTITIONS 12
 #define DEADLINE_S 300
-#define T0 1716019200000LL
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t rng = 0x243f6a8885a308d3ULL;
-
-static uint64_t rnd(uint64_t n) {     /* xorshift64*: a fixed stream every run */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (rng * 0x2545f4914f6cdd1dULL) % n;
-}
-
-static const char *const texts[] = {
-    "在吗？",
-    "你好，请问有人吗",
-    "我的快递到哪里了？",
-    "订单号TL20240518001，麻烦帮我查一下物流",
-    "收到的商品有破损，外包装也压坏了，可以换货吗？",
-    "我想修改收货地址，改成杭州市西湖区文三路一百号，谢谢",
-    "您好，我上周在小程序下的订单到现在还没有发货，客服说今天会处理，请问现在物流到哪里了？",
-    ("您好，我上周在小程序下的订单到现在还没有发货，订单号是二零二四零五一八零零一，客服说今天会处理，"
-     "请问现在物流到哪里了？如果今天还不能发货，我想申请退款，谢谢！另外发票抬头请开公司名称。"),
-};
-
-static const tl_attachment_t image = {
-    TL_STR("https://img.example.cn/u/7781/order-screenshot.jpg"), TL_STR("image/jpeg"),
-    482113, 1080, 2340, 1, 1,
-};
-
-static const struct {
-    tl_platform_t platform;
-    int weight;
-} mix[] = {
-    {TL_PLATFORM_WEB, 30}, {TL_PLATFORM_APP, 20}, {TL_PLATFORM_MINI_PROGRAM, 25},
-    {TL_PLATFORM_WECHAT, 20}, {TL_PLATFORM_DOUYIN, 5},
-};
-
-static tl_platform_t pick_platform(void) {
-    int r = (int)rnd(100);
-    for (size_t i = 0; i < sizeof mix / sizeof mix[0]; i++) {
-        if (r < mix[i].weight) return mix[i].platform;
-        r -= mix[i].weight;
-    }
-    return TL_PLATFORM_WEB;
-}
 
 /* ---------------------------------------------------------------- produce */
 
@@ -142,57 +94,13 @@ static int produce_stream(tl_kafka_t *kafka, size_t *bytes) {
     const char *topic = tl_kafka_topic(kafka, TL_TOPIC_EVENTS);
     tl_buf_t out;
     tl_buf_init(&out);
-    static char customers[CUSTOMERS][TL_UUID_STRLEN + 1];
-    static int64_t last_msg[CUSTOMERS];
-    for (int i = 0; i < CUSTOMERS; i++) {
-        char name[32];
-        int n = snprintf(name, sizeof name, "bench-customer-%d", i);
-        const char *parts[] = {name};
-        size_t lens[] = {(size_t)n};
-        tl_uuid_v5(parts, lens, 1, customers[i]);
-    }
-    int64_t clock = T0;
+    tl_workload_t wl;
+    if (tl_workload_init(&wl, CUSTOMERS, 36, "bench-fold-stage-event")) abort();
     *bytes = 0;
     int rc = 0;
     for (int i = 0; i < EVENTS && rc == 0; i++) {
-        char event_id[TL_UUID_STRLEN + 1], key[64], puid[32], device[32];
-        int c = (int)rnd(CUSTOMERS);
-        clock += (int64_t)rnd(36);      /* 200k events in about an hour */
-        tl_platform_t platform = pick_platform();
-        const char *parts[] = {"bench-fold-stage-event", (const char *)&i};
-        size_t lens[] = {22, sizeof i};
-        tl_uuid_v5(parts, lens, 2, event_id);
-        int resend = i > 0 && last_msg[c] && rnd(100) < 3;
-        if (resend) {
-            platform = TL_PLATFORM_WECHAT;
-            snprintf(key, sizeof key, "wechat:msg-%" PRId64, last_msg[c]);
-        } else {
-            snprintf(key, sizeof key, "%s:msg-%d", tl_platform_slug(platform), i);
-            if (platform == TL_PLATFORM_WECHAT) last_msg[c] = i;
-        }
-        snprintf(puid, sizeof puid, "o%s_%08d", tl_platform_slug(platform), c);
-        snprintf(device, sizeof device, "iPhone15,3-%08X", (unsigned)c);
-        int64_t skew = rnd(50) == 0 ? (int64_t)rnd(600000) : (int64_t)rnd(3000);
-        const char *text = texts[rnd(sizeof texts / sizeof texts[0])];
-        int mobile = platform == TL_PLATFORM_APP || platform == TL_PLATFORM_MINI_PROGRAM;
-        tl_event_t ev = {
-            .event_id = {event_id, TL_UUID_STRLEN},
-            .tenant_id = TL_STR("tenant-hz-01"),
-            .customer_id = {customers[c], TL_UUID_STRLEN},
-            .platform = platform,
-            .platform_user_id = {puid, strlen(puid)},
-            .idempotency_key = {key, strlen(key)},
-            .occurred_at = clock - skew,
-            .received_at = clock,
-            .trace_id = TL_STR("4bf92f3577b34da6a3ce929d0e0e4736"),
-            .kind = TL_EV_MESSAGE_RECEIVED,
-            .u.message = {
-                .text = {text, strlen(text)},
-                .attachments = {&image, rnd(10) == 0},
-                .entry_point = rnd(5) == 0 ? TL_STR("product-detail:SKU20240518123") : TL_STR_NULL,
-                .device_id = mobile ? (tl_str_t){device, strlen(device)} : TL_STR_NULL,
-            },
-        };
+        tl_event_t ev;
+        tl_workload_next(&wl, &ev);
         tl_buf_reset(&out);
         if ((err = tl_codec_encode_event(enc, &ev, &out))) {
             fprintf(stderr, "bench_fold_stage: encoding event %d: %s\n", i, tl_strerror(err));
@@ -202,7 +110,7 @@ static int produce_stream(tl_kafka_t *kafka, size_t *bytes) {
         *bytes += out.len;
         for (;;) {
             rd_kafka_resp_err_t e = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(customers[c], TL_UUID_STRLEN),
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(ev.customer_id.ptr, ev.customer_id.len),
                 RD_KAFKA_V_VALUE(out.data, out.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -229,6 +137,7 @@ static int produce_stream(tl_kafka_t *kafka, size_t *bytes) {
     }
     rd_kafka_destroy(rk);
     tl_buf_close(&out);
+    tl_workload_close(&wl);
     tl_codec_free(enc);
     return rc;
 }
@@ -268,9 +177,9 @@ static int64_t count_committed(tl_kafka_t *kafka, const char *topic, int partiti
     rd_kafka_topic_partition_list_destroy(parts);
     int64_t n = 0;
     int eofs = 0;
-    double deadline = now() + 120;
+    double deadline = tl_workload_now() + 120;
     while (eofs < partitions) {
-        if (now() > deadline) {
+        if (tl_workload_now() > deadline) {
             fprintf(stderr, "bench_fold_stage: reading %s: no end within 120 s\n", topic);
             n = -1;
             break;
@@ -358,9 +267,9 @@ int main(int argc, char **argv) {
     }
 
     size_t bytes = 0;
-    double p0 = now();
+    double p0 = tl_workload_now();
     if (produce_stream(kafka, &bytes)) goto out;
-    double produce_s = now() - p0;
+    double produce_s = tl_workload_now() - p0;
     fprintf(stderr, "bench_fold_stage: %d events (%zu bytes) produced to %s in %.2f s\n", EVENTS,
             bytes, tl_kafka_topic(kafka, TL_TOPIC_EVENTS), produce_s);
 
@@ -384,7 +293,7 @@ int main(int argc, char **argv) {
 
     uint64_t tx0 = atomic_load(&tl_metrics[TL_M_fold_transactions_total]);
     uint64_t ab0 = atomic_load(&tl_metrics[TL_M_fold_aborts_total]);
-    double t0 = now();
+    double t0 = tl_workload_now();
     if ((rc = tl_fold_worker_start(kafka, &cfg, &w))) {
         fprintf(stderr, "bench_fold_stage: starting the fold worker: %s\n", tl_strerror(rc));
         goto out;
@@ -394,7 +303,7 @@ int main(int argc, char **argv) {
     for (;;) {
         done = committed_sum(probe, parts);
         if (done >= EVENTS) break;
-        double t = now();
+        double t = tl_workload_now();
         if (tl_fold_worker_failed(w)) {
             fprintf(stderr, "bench_fold_stage: the fold worker failed after %.1f s (%" PRId64
                     " of %d folded)\n", t - t0, done, EVENTS);
@@ -412,7 +321,7 @@ int main(int argc, char **argv) {
         }
         usleep(50 * 1000);
     }
-    double seconds = now() - t0;
+    double seconds = tl_workload_now() - t0;
     uint64_t txns = atomic_load(&tl_metrics[TL_M_fold_transactions_total]) - tx0;
     uint64_t aborts = atomic_load(&tl_metrics[TL_M_fold_aborts_total]) - ab0;
     tl_fold_worker_stop(w);
