@@ -14,6 +14,8 @@
  */
 #include "support.h"
 
+#include <check.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -792,4 +794,34 @@ int tl_test_pg_drop_dbs_like(const char *base_dsn, const char *prefix, char *err
 int tl_test_pg_dsn_for(const char *base_dsn, const char *name, char *out, size_t outlen) {
     int n = snprintf(out, outlen, "%s dbname=%s", base_dsn, name);
     return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------- the services */
+
+void tl_test_services_require(const char *suite, tl_test_services_t *out) {
+    const char *brokers = tl_test_env("TL_KAFKA_BROKERS");
+    ck_assert_msg(brokers != NULL && strcmp(brokers, "embedded") != 0,
+                  "TL_KAFKA_BROKERS is %s: the %s suite needs the real Kafka broker (run "
+                  "tools/services up, then source .run/env); the embedded mock is memory-only and "
+                  "does not honour transactions, so it never falls back to it",
+                  brokers ? "\"embedded\"" : "unset or empty", suite);
+    const char *version = tl_test_env("TL_KAFKA_VERSION");
+    ck_assert_msg(version != NULL, "TL_KAFKA_VERSION is unset (source .run/env)");
+    const char *pg_dsn = tl_test_env("TL_PG_DSN");
+    ck_assert_msg(pg_dsn != NULL, "TL_PG_DSN is unset (source .run/env)");
+    const char *exe = tl_test_env("TL_THREADLINE");
+    ck_assert_msg(exe != NULL, "TL_THREADLINE is unset: the path of the threadline binary");
+    ck_assert_msg(access(exe, X_OK) == 0, "TL_THREADLINE=%s is not an executable", exe);
+
+    char err[1024];
+    ck_assert_msg(tl_test_kafka_ping(brokers, 10000, err, sizeof err) == 0,
+                  "Kafka at TL_KAFKA_BROKERS=%s does not answer: %s", brokers, err);
+    PGconn *pg = tl_test_pg_connect(pg_dsn, err, sizeof err);
+    ck_assert_msg(pg != NULL, "PostgreSQL at TL_PG_DSN does not answer: %s", err);
+    PQfinish(pg);
+
+    printf("kafka: Apache Kafka %s at %s\n", version, brokers);
+    fflush(stdout);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    *out = (tl_test_services_t){brokers, version, pg_dsn, exe};
 }

@@ -189,4 +189,22 @@ int tl_test_pg_drop_dbs_like(const char *base_dsn, const char *prefix, char *err
  * of a keyword) into out.  Returns 0, or -1 if it does not fit. */
 int tl_test_pg_dsn_for(const char *base_dsn, const char *name, char *out, size_t outlen);
 
+/* ---------------------------------------------------------- the services */
+
+/* What every integration suite runs against. */
+typedef struct tl_test_services {
+    const char *brokers;        /* TL_KAFKA_BROKERS */
+    const char *version;        /* TL_KAFKA_VERSION */
+    const char *pg_dsn;         /* TL_PG_DSN */
+    const char *exe;            /* TL_THREADLINE */
+} tl_test_services_t;
+
+/* Checks that the real Kafka broker and PostgreSQL are configured and
+ * answer, and that the threadline binary exists; fails the calling test
+ * (ck_assert) naming what is missing -- never falls back to the embedded
+ * mock.  Prints the line "kafka: Apache Kafka <version> at <brokers>" and
+ * initialises libcurl.  `suite` names the suite in messages.  Runner
+ * process, in an unchecked fixture. */
+void tl_test_services_require(const char *suite, tl_test_services_t *out);
+
 #endif

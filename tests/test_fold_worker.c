@@ -142,32 +142,12 @@ static void fw_report(fw_report_t *r, const char *fmt, ...) {
 
 /* Runner process, once: the services must be the real ones and answer. */
 static void fw_services_check(void) {
-    const char *brokers = tl_test_env("TL_KAFKA_BROKERS");
-    ck_assert_msg(brokers != NULL && strcmp(brokers, "embedded") != 0,
-                  "TL_KAFKA_BROKERS is %s: the fold_worker suite needs the real Kafka broker "
-                  "(run tools/services up, then source .run/env); the embedded mock does not "
-                  "honour transactions, so it never falls back to it",
-                  brokers ? "\"embedded\"" : "unset or empty");
-    const char *version = tl_test_env("TL_KAFKA_VERSION");
-    ck_assert_msg(version != NULL, "TL_KAFKA_VERSION is unset (source .run/env)");
-    fw_pg_dsn = tl_test_env("TL_PG_DSN");
-    ck_assert_msg(fw_pg_dsn != NULL, "TL_PG_DSN is unset (source .run/env)");
-    fw_exe = tl_test_env("TL_THREADLINE");
-    ck_assert_msg(fw_exe != NULL, "TL_THREADLINE is unset: the path of the threadline binary");
-    ck_assert_msg(access(fw_exe, X_OK) == 0, "TL_THREADLINE=%s is not an executable", fw_exe);
-
-    char err[1024];
-    ck_assert_msg(tl_test_kafka_ping(brokers, 10000, err, sizeof err) == 0,
-                  "Kafka at TL_KAFKA_BROKERS=%s does not answer: %s", brokers, err);
-    PGconn *pg = tl_test_pg_connect(fw_pg_dsn, err, sizeof err);
-    ck_assert_msg(pg != NULL, "PostgreSQL at TL_PG_DSN does not answer: %s", err);
-    PQfinish(pg);
-    fw_brokers = brokers;
-
-    printf("kafka: Apache Kafka %s at %s\n", version, brokers);
-    fflush(stdout);
+    tl_test_services_t sv;
+    tl_test_services_require("fold_worker", &sv);
+    fw_brokers = sv.brokers;
+    fw_pg_dsn = sv.pg_dsn;
+    fw_exe = sv.exe;
     snprintf(fw_run_tag, sizeof fw_run_tag, "fw%dt%lld", (int)getpid(), (long long)time(NULL));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 /* Runner process, once: what a test killed on timeout could not release. */

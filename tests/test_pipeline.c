@@ -113,33 +113,13 @@ static void it_on_failure(const char *file, int line, const char *msg) {
 
 /* Runner process, once: the services must be the real ones and answer. */
 static void it_services_check(void) {
-    const char *brokers = tl_test_env("TL_KAFKA_BROKERS");
-    ck_assert_msg(brokers != NULL && strcmp(brokers, "embedded") != 0,
-                  "TL_KAFKA_BROKERS is %s: the pipeline suite needs the real Kafka broker "
-                  "(run tools/services up, then source .run/env); it never falls back to the "
-                  "embedded mock",
-                  brokers ? "\"embedded\"" : "unset or empty");
-    const char *version = tl_test_env("TL_KAFKA_VERSION");
-    ck_assert_msg(version != NULL, "TL_KAFKA_VERSION is unset (source .run/env)");
-    it_pg_dsn = tl_test_env("TL_PG_DSN");
-    ck_assert_msg(it_pg_dsn != NULL, "TL_PG_DSN is unset (source .run/env)");
-    it_exe = tl_test_env("TL_THREADLINE");
-    ck_assert_msg(it_exe != NULL, "TL_THREADLINE is unset: the path of the threadline binary");
-    ck_assert_msg(access(it_exe, X_OK) == 0, "TL_THREADLINE=%s is not an executable", it_exe);
-
-    char err[1024];
-    ck_assert_msg(tl_test_kafka_ping(brokers, 10000, err, sizeof err) == 0,
-                  "Kafka at TL_KAFKA_BROKERS=%s does not answer: %s", brokers, err);
-    PGconn *pg = tl_test_pg_connect(it_pg_dsn, err, sizeof err);
-    ck_assert_msg(pg != NULL, "PostgreSQL at TL_PG_DSN does not answer: %s", err);
-    PQfinish(pg);
-    it_brokers = brokers;
-
-    printf("kafka: Apache Kafka %s at %s\n", version, brokers);
-    fflush(stdout);
+    tl_test_services_t sv;
+    tl_test_services_require("pipeline", &sv);
+    it_brokers = sv.brokers;
+    it_pg_dsn = sv.pg_dsn;
+    it_exe = sv.exe;
     snprintf(it_run_tag, sizeof it_run_tag, "it%dt%lld", (int)getpid(), (long long)time(NULL));
     snprintf(it_db_tag, sizeof it_db_tag, "tl_it_%d_", (int)getpid());
-    curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 /* Runner process, once: what a test killed on timeout could not release. */
