@@ -201,6 +201,9 @@ void tl_http_send(h2o_req_t *req, int status, const char *ctype, const char *bod
     req->res.reason = reason(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    /* Without a length h2o keeps the connection alive only for 200 (it
+     * chunks those); a 202 or a problem would close it. */
+    req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }
 
