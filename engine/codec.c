@@ -980,6 +980,9 @@ static __attribute__((noinline)) int walk_items(rd_t *rd, const res_t *r, avro_v
     const res_t *item = r->kid[0];
     int is_map = r->op == OP_MAP;
     const uint8_t *start = rd->p;
+    /* The arena is sized to the datum, which holds for one walk of these
+     * bytes: a second walk must take back what the first one copied. */
+    size_t arena_mark = rd->c->arena_len;
     size_t have = 0, index = 0, empty_items = 0;
     int rc;
     if (dst) {
@@ -1031,6 +1034,7 @@ again:
     if (index < have) {
         if ((rc = avro_value_reset(dst))) return rd_avro_err(rd, rc, "reset");
         rd->p = start;
+        rd->c->arena_len = arena_mark;      /* the reset dropped every borrow past it */
         have = index = empty_items = 0;
         goto again;
     }

@@ -1431,6 +1431,46 @@ START_TEST(codec_new_rejects_bad_schemas) {
 }
 END_TEST
 
+/* A shorter array after a longer one makes the decoder walk the array's
+ * bytes twice; the second walk must reuse the arena the first one filled
+ * (the fuzzer found an event whose strings then overran it). */
+START_TEST(codec_shorter_array_after_longer_stays_within_arena) {
+    int err;
+    tl_codec_t *enc = tl_codec_new_event(&err), *dec = tl_codec_new_event(&err);
+    ck_assert_ptr_nonnull(enc);
+    ck_assert_ptr_nonnull(dec);
+    static char url[4000];
+    memcpy(url, "https://", 8);
+    memset(url + 8, 'u', sizeof url - 9);
+    tl_attachment_t two[2] = {
+        {TL_STR("https://a/1"), TL_STR("image/png"), 1, 0, 0, 0, 0},
+        {TL_STR("https://a/2"), TL_STR("image/png"), 2, 0, 0, 0, 0},
+    };
+    tl_attachment_t one = {{url, strlen(url)}, TL_STR("image/png"), 3, 0, 0, 0, 0};
+    tl_event_t ev = sample_event(TL_EV_MESSAGE_RECEIVED, 0);
+    tl_buf_t b;
+    tl_buf_init(&b);
+    tl_event_t out;
+    for (int round = 0; round < 3; round++) {
+        ev.u.message.attachments = (tl_attachments_t){two, 2};
+        tl_buf_reset(&b);
+        ck_assert_int_eq(tl_codec_encode_event(enc, &ev, &b), 0);
+        ck_assert_int_eq(tl_codec_decode_event(dec, b.data, b.len, &out), 0);
+        ck_assert_uint_eq(out.u.message.attachments.n, 2);
+        ev.u.message.attachments = (tl_attachments_t){&one, 1};
+        tl_buf_reset(&b);
+        ck_assert_int_eq(tl_codec_encode_event(enc, &ev, &b), 0);
+        ck_assert_int_eq(tl_codec_decode_event(dec, b.data, b.len, &out), 0);
+        ck_assert_uint_eq(out.u.message.attachments.n, 1);
+        ck_assert_uint_eq(out.u.message.attachments.v[0].url.len, strlen(url));
+        ck_assert(memcmp(out.u.message.attachments.v[0].url.ptr, url, strlen(url)) == 0);
+    }
+    tl_buf_close(&b);
+    tl_codec_free(enc);
+    tl_codec_free(dec);
+}
+END_TEST
+
 Suite *tl_codec_suite(void) {
     Suite *s = suite_create("codec");
     TCase *tc = tcase_create("codec");
@@ -1438,6 +1478,7 @@ Suite *tl_codec_suite(void) {
     tcase_add_test(tc, codec_roundtrip_every_event_kind);
     tcase_add_test(tc, codec_roundtrip_on_one_codec_reuses_it);
     tcase_add_test(tc, codec_reuses_arrays_as_they_grow_and_shrink);
+    tcase_add_test(tc, codec_shorter_array_after_longer_stays_within_arena);
     tcase_add_test(tc, codec_encoding_starts_with_marker_and_schema_fingerprint);
     tcase_add_test(tc, codec_event_enums_match_event_h);
     tcase_add_test(tc, codec_encode_rejects_bad_event_and_leaves_output);
