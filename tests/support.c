@@ -825,3 +825,17 @@ void tl_test_services_require(const char *suite, tl_test_services_t *out) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     *out = (tl_test_services_t){brokers, version, pg_dsn, exe};
 }
+
+/* ------------------------------------------------------------- reports */
+
+void tl_test_report(tl_test_report_t *r, const char *fmt, ...) {
+    if (r->count++ >= 12) return;
+    size_t used = strlen(r->text);
+    if (used + 2 >= sizeof r->text) return;
+    r->text[used++] = '\n';
+    r->text[used] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->text + used, sizeof r->text - used, fmt, ap);
+    va_end(ap);
+}

@@ -189,6 +189,18 @@ int tl_test_pg_drop_dbs_like(const char *base_dsn, const char *prefix, char *err
  * of a keyword) into out.  Returns 0, or -1 if it does not fit. */
 int tl_test_pg_dsn_for(const char *base_dsn, const char *name, char *out, size_t outlen);
 
+/* ------------------------------------------------------------- reports */
+
+/* A list of problems a check found, keeping the first dozen lines, so one
+ * assertion can name several. */
+typedef struct tl_test_report {
+    char text[2048];
+    int count;                  /* problems found, including ones not kept */
+} tl_test_report_t;
+
+/* Appends one problem line.  Cannot fail (long text is cut). */
+void tl_test_report(tl_test_report_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---------------------------------------------------------- the services */
 
 /* What every integration suite runs against. */

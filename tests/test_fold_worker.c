@@ -116,27 +116,6 @@ static void fw_on_failure(const char *file, int line, const char *msg) {
             FW_FAIL(__VA_ARGS__);                                                            \
     } while (0)
 
-/* Appends one problem line to a report, keeping the first dozen. */
-typedef struct fw_report {
-    char text[2048];
-    int count;
-} fw_report_t;
-
-static void fw_report(fw_report_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fw_report(fw_report_t *r, const char *fmt, ...) {
-    if (r->count++ >= 12)
-        return;
-    size_t used = strlen(r->text);
-    if (used + 2 >= sizeof r->text)
-        return;
-    r->text[used++] = '\n';
-    r->text[used] = '\0';
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->text + used, sizeof r->text - used, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------ fixtures */
 
@@ -311,7 +290,7 @@ typedef struct fw_stream {
     /* what the reader of .changes found */
     tl_codec_t *ch_codec;
     int64_t records, distinct, extra, unknown, undecodable;
-    fw_report_t rep;
+    tl_test_report_t rep;
 } fw_stream_t;
 
 static size_t fw_index(const fw_stream_t *s, int customer, int seq) {
@@ -475,10 +454,10 @@ static void fw_stream_flush(fw_stream_t *s) {
     rd_kafka_resp_err_t e = rd_kafka_flush(s->producer, 60000);
     FW_ASSERT(e == RD_KAFKA_RESP_ERR_NO_ERROR, "%d records not delivered within 60 s",
               rd_kafka_outq_len(s->producer));
-    fw_report_t rep = {.text = ""};
+    tl_test_report_t rep = {.text = ""};
     for (int i = 0; i < s->n; i++)
         if (s->ev[i].dr.err != RD_KAFKA_RESP_ERR_NO_ERROR || s->ev[i].dr.partition < 0)
-            fw_report(&rep, "event %d: %s", i, rd_kafka_err2str(s->ev[i].dr.err));
+            tl_test_report(&rep, "event %d: %s", i, rd_kafka_err2str(s->ev[i].dr.err));
     FW_ASSERT(rep.count == 0, "%d events not delivered:%s", rep.count, rep.text);
 }
 
@@ -633,7 +612,7 @@ static void fw_on_change(void *opaque, const rd_kafka_message_t *m) {
     int rc = tl_change_decode(s->ch_codec, m->payload, m->len, &ch);
     if (rc != TL_OK) {
         s->undecodable++;
-        fw_report(&s->rep, ".changes[%d]@%" PRId64 " does not decode: %s: %s", (int)m->partition,
+        tl_test_report(&s->rep, ".changes[%d]@%" PRId64 " does not decode: %s: %s", (int)m->partition,
                   m->offset, tl_err_name(rc), tl_codec_errmsg(s->ch_codec));
         return;
     }
@@ -645,7 +624,7 @@ static void fw_on_change(void *opaque, const rd_kafka_message_t *m) {
     }
     if (hit == NULL) {
         s->unknown++;
-        fw_report(&s->rep, ".changes[%d]@%" PRId64 " names event %.*s, which was never produced",
+        tl_test_report(&s->rep, ".changes[%d]@%" PRId64 " names event %.*s, which was never produced",
                   (int)m->partition, m->offset, (int)ch.event_id.len,
                   ch.event_id.ptr ? ch.event_id.ptr : "");
         return;
@@ -653,7 +632,7 @@ static void fw_on_change(void *opaque, const rd_kafka_message_t *m) {
     fw_event_t *e = *hit;
     if (e->seen++ > 0) {
         s->extra++;
-        fw_report(&s->rep,
+        tl_test_report(&s->rep,
                   "event %s (customer %d #%d) recorded again at .changes[%d]@%" PRId64
                   " (version %" PRId64 ", source %d@%" PRId64 "); first at .changes[%d]@%" PRId64
                   " (version %" PRId64 ")",
@@ -710,7 +689,7 @@ static int64_t fw_wait_assigned(fw_stream_t *s, fw_tail_t *t, int which, int tim
  * naming its source record, and each customer's versions 1, 2, 3, ... in
  * the order of its events and of the partition. */
 static void fw_check_changes(fw_stream_t *s) {
-    fw_report_t *rep = &s->rep;
+    tl_test_report_t *rep = &s->rep;
     int missing = 0, misplaced = 0, misversioned = 0, disordered = 0;
     for (int c = 0; c < s->customers; c++) {
         const fw_event_t *prev = NULL;
@@ -718,14 +697,14 @@ static void fw_check_changes(fw_stream_t *s) {
             const fw_event_t *e = fw_ev(s, c, q);
             if (e->seen == 0) {
                 missing++;
-                fw_report(rep, "event %s (customer %d #%d, %d@%" PRId64 ") has no Change", e->id,
+                tl_test_report(rep, "event %s (customer %d #%d, %d@%" PRId64 ") has no Change", e->id,
                           c, q, (int)e->dr.partition, e->dr.offset);
                 continue;
             }
             if (e->src_partition != e->dr.partition || e->src_offset != e->dr.offset ||
                 e->ch_partition != e->dr.partition || e->wrong_customer || e->duplicate) {
                 misplaced++;
-                fw_report(rep,
+                tl_test_report(rep,
                           "event %s (customer %d #%d) at %d@%" PRId64 ": its Change at "
                           ".changes[%d]@%" PRId64 " says source %d@%" PRId64
                           "%s%s", e->id, c, q, (int)e->dr.partition, e->dr.offset,
@@ -735,13 +714,13 @@ static void fw_check_changes(fw_stream_t *s) {
             }
             if (e->version != q + 1) {
                 misversioned++;
-                fw_report(rep, "customer %d #%d (event %s): customer_version %" PRId64
+                tl_test_report(rep, "customer %d #%d (event %s): customer_version %" PRId64
                           ", want %d", c, q, e->id, e->version, q + 1);
             }
             if (prev != NULL && (e->ch_partition != prev->ch_partition ||
                                  e->ch_offset <= prev->ch_offset)) {
                 disordered++;
-                fw_report(rep, "customer %d #%d at .changes[%d]@%" PRId64 " does not follow #%d "
+                tl_test_report(rep, "customer %d #%d at .changes[%d]@%" PRId64 " does not follow #%d "
                           "at .changes[%d]@%" PRId64, c, q, (int)e->ch_partition, e->ch_offset,
                           q - 1, (int)prev->ch_partition, prev->ch_offset);
             }
@@ -1105,11 +1084,11 @@ START_TEST(fold_worker_undecodable_event_goes_to_dlq) {
     fw_tail_open(&dt, "dlq", PARTITIONS);
     fw_tail_drain(&dt, 30000, fw_on_dlq, d);
     fw_tail_close(&dt);
-    fw_report_t rep = {.text = ""};
+    tl_test_report_t rep = {.text = ""};
     char events_topic[160];
     snprintf(events_topic, sizeof events_topic, "%s.events", fw.prefix);
     if (d->n != BAD)
-        fw_report(&rep, "%d records in the dead-letter topic, want %d", d->n, BAD);
+        tl_test_report(&rep, "%d records in the dead-letter topic, want %d", d->n, BAD);
     for (int b = 0; b < BAD; b++) {
         const fw_dlq_rec_t *r = NULL;
         for (int i = 0; i < d->n && i < (int)(sizeof d->recs / sizeof d->recs[0]); i++)
@@ -1117,22 +1096,22 @@ START_TEST(fold_worker_undecodable_event_goes_to_dlq) {
                 d->recs[i].source_offset == bad[b].dr.offset)
                 r = &d->recs[i];
         if (r == NULL) {
-            fw_report(&rep, "%s (%d@%" PRId64 "): not in the dead-letter topic", bad[b].what,
+            tl_test_report(&rep, "%s (%d@%" PRId64 "): not in the dead-letter topic", bad[b].what,
                       (int)bad[b].dr.partition, bad[b].dr.offset);
             continue;
         }
         if (strstr(r->reason, bad[b].want) == NULL)
-            fw_report(&rep, "%s: reason \"%s\", want it to name %s", bad[b].what, r->reason,
+            tl_test_report(&rep, "%s: reason \"%s\", want it to name %s", bad[b].what, r->reason,
                       bad[b].want);
         if (strcmp(r->source_topic, events_topic) != 0)
-            fw_report(&rep, "%s: source_topic \"%s\", want %s", bad[b].what, r->source_topic,
+            tl_test_report(&rep, "%s: source_topic \"%s\", want %s", bad[b].what, r->source_topic,
                       events_topic);
         if (strcmp(r->key, s.cust[bad[b].customer]) != 0 || r->partition != bad[b].dr.partition)
-            fw_report(&rep, "%s: key %s in partition %d, want %s in %d", bad[b].what, r->key,
+            tl_test_report(&rep, "%s: key %s in partition %d, want %s in %d", bad[b].what, r->key,
                       (int)r->partition, s.cust[bad[b].customer], (int)bad[b].dr.partition);
         if (r->null_value != bad[b].null_value ||
             (!r->null_value && (r->len != bad[b].len || memcmp(r->value, bad[b].value, r->len) != 0)))
-            fw_report(&rep, "%s: value is not the original record (%zu bytes%s, want %zu)",
+            tl_test_report(&rep, "%s: value is not the original record (%zu bytes%s, want %zu)",
                       bad[b].what, r->len, r->null_value ? ", null" : "", bad[b].len);
     }
     FW_ASSERT(rep.count == 0, "dead-letter topic:%s", rep.text);

@@ -405,27 +405,6 @@ static int64_t it_timeline_wait(int64_t want, int timeout_ms) {
     return it_timeline_count();
 }
 
-/* Appends one problem line to a report, keeping the first dozen. */
-typedef struct it_report {
-    char text[1536];
-    int count;
-} it_report_t;
-
-static void it_report(it_report_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void it_report(it_report_t *r, const char *fmt, ...) {
-    if (r->count++ >= 12)
-        return;
-    size_t used = strlen(r->text);
-    if (used + 2 >= sizeof r->text)
-        return;
-    r->text[used++] = '\n';
-    r->text[used] = '\0';
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->text + used, sizeof r->text - used, fmt, ap);
-    va_end(ap);
-}
 
 /* Checks the tenant's timeline against what the connectors were told:
  * every acknowledged message exactly once, nothing else, no event id twice,
@@ -455,9 +434,9 @@ static void it_timeline_check(const it_batch_t *b, int strict) {
                              "source_partition || ':' || source_offset, ' ') FROM timeline "
                              "WHERE tenant_id = $1 GROUP BY customer_id, 1 HAVING count(*) > 1 LIMIT 5",
                              1, params, err, sizeof err);
-        it_report_t rep = {.text = ""};
+        tl_test_report_t rep = {.text = ""};
         for (int i = 0; r != NULL && i < PQntuples(r); i++)
-            it_report(&rep, "%s x%s: %s", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+            tl_test_report(&rep, "%s x%s: %s", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
                       PQgetvalue(r, i, 2));
         PQclear(r);
         IT_FAIL("timeline has %" PRId64 " rows but %" PRId64 " distinct idempotency keys "
@@ -481,7 +460,7 @@ static void it_timeline_check(const it_batch_t *b, int strict) {
     IT_ASSERT(last != NULL && seen != NULL, "out of memory");
     for (int c = 0; c < b->customers; c++)
         last[c] = -1;
-    it_report_t rep = {.text = ""};
+    tl_test_report_t rep = {.text = ""};
     for (int i = 0; i < PQntuples(r); i++) {
         const char *key = PQgetvalue(r, i, 0), *event_id = PQgetvalue(r, i, 1);
         const char *customer_id = PQgetvalue(r, i, 2), *kind = PQgetvalue(r, i, 3);
@@ -494,45 +473,45 @@ static void it_timeline_check(const it_batch_t *b, int strict) {
         char want_key[32];
         if (sscanf(text, "msg %d %d%c", &c, &s, &tail) != 2 || c < 0 || c >= b->customers ||
             s < 0 || s >= b->per_customer) {
-            it_report(&rep, "row %s: text \"%s\" was never sent", event_id, text);
+            tl_test_report(&rep, "row %s: text \"%s\" was never sent", event_id, text);
             continue;
         }
         snprintf(want_key, sizeof want_key, "web:m-%d", s);
         if (strcmp(key, want_key) != 0)
-            it_report(&rep, "row %s: idempotency key \"%s\", sent \"%s\"", event_id, key, want_key);
+            tl_test_report(&rep, "row %s: idempotency key \"%s\", sent \"%s\"", event_id, key, want_key);
         const it_msg_t *m = it_msg_at(b, c, s);
         char want_text[64];
         snprintf(want_text, sizeof want_text, "msg %d %d", c, s);
         if (!m->acked)
-            it_report(&rep, "%s: in the timeline but never acknowledged", key);
+            tl_test_report(&rep, "%s: in the timeline but never acknowledged", key);
         if (seen[(size_t)c * (size_t)b->per_customer + (size_t)s]++)
-            it_report(&rep, "%s: twice", key);
+            tl_test_report(&rep, "%s: twice", key);
         if (s <= last[c])
-            it_report(&rep, "v-%d: seq %d sits after seq %d (effective_ts %" PRId64 ", %d:%" PRId64
+            tl_test_report(&rep, "v-%d: seq %d sits after seq %d (effective_ts %" PRId64 ", %d:%" PRId64
                       ")", c, s, last[c], ets, partition, offset);
         last[c] = s;
         if (strcmp(text, want_text) != 0)
-            it_report(&rep, "%s: body text \"%s\", sent \"%s\"", key, text, want_text);
+            tl_test_report(&rep, "%s: body text \"%s\", sent \"%s\"", key, text, want_text);
         if (strcmp(kind, "MessageReceived") != 0)
-            it_report(&rep, "%s: kind \"%s\"", key, kind);
+            tl_test_report(&rep, "%s: kind \"%s\"", key, kind);
         if (m->acked && strcmp(customer_id, m->customer_id) != 0)
-            it_report(&rep, "%s: customer %s, the 202 said %s", key, customer_id, m->customer_id);
+            tl_test_report(&rep, "%s: customer %s, the 202 said %s", key, customer_id, m->customer_id);
         if (m->acked && partition != m->partition)
-            it_report(&rep, "%s: partition %d, the 202 said %d", key, partition, m->partition);
+            tl_test_report(&rep, "%s: partition %d, the 202 said %d", key, partition, m->partition);
         /* effective_ts = clamp(sent_at, received_at - max_skew, received_at):
          * the gateway received it after the client stamped it. */
         if (ets > m->sent_at || ets < m->sent_at - 5000)
-            it_report(&rep, "%s: effective_ts %" PRId64 ", sent_at %" PRId64, key, ets,
+            tl_test_report(&rep, "%s: effective_ts %" PRId64 ", sent_at %" PRId64, key, ets,
                       m->sent_at);
         if (strict && (offset != m->offset || strcmp(event_id, m->event_id) != 0))
-            it_report(&rep, "%s: event %s at %d:%" PRId64 ", the 202 said %s at %d:%" PRId64, key,
+            tl_test_report(&rep, "%s: event %s at %d:%" PRId64 ", the 202 said %s at %d:%" PRId64, key,
                       event_id, partition, offset, m->event_id, m->partition, m->offset);
     }
     PQclear(r);
     for (int c = 0; c < b->customers; c++)
         for (int s = 0; s < b->per_customer; s++)
             if (it_msg_at(b, c, s)->acked && !seen[(size_t)c * (size_t)b->per_customer + (size_t)s])
-                it_report(&rep, "v-%d m-%d: acknowledged (event %s) but not in the timeline", c, s,
+                tl_test_report(&rep, "v-%d m-%d: acknowledged (event %s) but not in the timeline", c, s,
                           it_msg_at(b, c, s)->event_id);
     free(last);
     free(seen);
@@ -608,7 +587,7 @@ static void it_rest_check(const it_batch_t *b, int c) {
     json_t *items = json_object_get(tl, "items");
     IT_ASSERT(json_is_array(items) && json_array_size(items) == (size_t)b->per_customer,
               "GET %s: want %d items: %s", path, b->per_customer, tl_shown);
-    it_report_t rep = {.text = ""};
+    tl_test_report_t rep = {.text = ""};
     for (int s = 0; s < b->per_customer; s++) {
         const it_msg_t *m = it_msg_at(b, c, s);
         json_t *item = json_array_get(items, (size_t)s);
@@ -627,7 +606,7 @@ static void it_rest_check(const it_batch_t *b, int c) {
             !json_is_integer(ets) || json_integer_value(ets) > m->sent_at ||
             json_integer_value(ets) < m->sent_at - 5000) {
             char *d = json_dumps(item, JSON_COMPACT);
-            it_report(&rep, "item %d is %s; want %s \"%s\" event %s effective_ts ~%" PRId64, s,
+            tl_test_report(&rep, "item %d is %s; want %s \"%s\" event %s effective_ts ~%" PRId64, s,
                       d ? d : "?", want_key, want_text, m->event_id, m->sent_at);
             free(d);
         }
@@ -653,16 +632,16 @@ START_TEST(pipeline_concurrent_messages_land_once_in_order) {
               atomic_load(&acks), CUSTOMERS * PER_CUSTOMER);
 
     /* One customer, one key, one partition. */
-    it_report_t rep = {.text = ""};
+    tl_test_report_t rep = {.text = ""};
     for (int c = 0; c < CUSTOMERS; c++)
         for (int s = 1; s < PER_CUSTOMER; s++) {
             const it_msg_t *m0 = it_msg_at(&b, c, 0), *m = it_msg_at(&b, c, s);
             if (strcmp(m->customer_id, m0->customer_id) != 0 || m->partition != m0->partition)
-                it_report(&rep, "v-%d: %s went to %s@%d, %s to %s@%d", c, m0->message_id,
+                tl_test_report(&rep, "v-%d: %s went to %s@%d, %s to %s@%d", c, m0->message_id,
                           m0->customer_id, m0->partition, m->message_id, m->customer_id,
                           m->partition);
             if (m->duplicate)
-                it_report(&rep, "%s: first send answered duplicate:true", m->message_id);
+                tl_test_report(&rep, "%s: first send answered duplicate:true", m->message_id);
         }
     IT_ASSERT(rep.count == 0, "%d acknowledgement problems:%s", rep.count, rep.text);
 
