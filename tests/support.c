@@ -820,9 +820,13 @@ void tl_test_services_require(const char *suite, tl_test_services_t *out) {
     ck_assert_msg(pg != NULL, "PostgreSQL at TL_PG_DSN does not answer: %s", err);
     PQfinish(pg);
 
-    printf("kafka: Apache Kafka %s at %s\n", version, brokers);
-    fflush(stdout);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* One line per run, however many suites ask. */
+    static int said;
+    if (!said++) {
+        printf("kafka: Apache Kafka %s at %s\n", version, brokers);
+        fflush(stdout);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+    }
     *out = (tl_test_services_t){brokers, version, pg_dsn, exe};
 }
 

@@ -214,8 +214,8 @@ typedef struct tl_test_services {
 /* Checks that the real Kafka broker and PostgreSQL are configured and
  * answer, and that the threadline binary exists; fails the calling test
  * (ck_assert) naming what is missing -- never falls back to the embedded
- * mock.  Prints the line "kafka: Apache Kafka <version> at <brokers>" and
- * initialises libcurl.  `suite` names the suite in messages.  Runner
+ * mock.  The first call prints the line "kafka: Apache Kafka <version> at
+ * <brokers>" and initialises libcurl.  `suite` names the suite in messages.  Runner
  * process, in an unchecked fixture. */
 void tl_test_services_require(const char *suite, tl_test_services_t *out);
 
