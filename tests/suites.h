@@ -27,7 +27,8 @@
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
     XX(pipeline)                                                              \
-    XX(fold_worker)
+    XX(fold_worker)                                                           \
+    XX(ingest)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)
