@@ -44,6 +44,8 @@ typedef struct ticket {
     tl_http_pending_t *pending;
     ack_t ack;
     answer_t answer;        /* how this platform expects to hear "accepted" */
+    uv_timer_t deadline;    /* WeChat only: answer 503 before WeChat gives up */
+    int has_deadline;
     size_t keylen;
     char key[TL_DEDUP_KEY_MAX];
 } ticket_t;
@@ -125,25 +127,52 @@ static void answer_accepted(h2o_req_t *req, const ticket_t *t, const ack_t *a, i
     else answer_ack(req, t->answer == ANSWER_200 ? 200 : 202, a, duplicate);
 }
 
+/* WeChat waits 5 s for an answer and then resends; a 503 before that tells
+ * it plainly to resend, and if the first attempt does land after all, the
+ * resend is recognised by its MsgId. */
+#define WECHAT_ANSWER_MS 4500
+
+static void on_ticket_closed(uv_handle_t *h) { free(h->data); }
+
+/* Releases a ticket (its deadline timer closes first, if it has one). */
+static void ticket_free(ticket_t *t) {
+    tl_http_pending_free(t->pending);
+    t->pending = NULL;
+    if (t->has_deadline) {
+        uv_timer_stop(&t->deadline);
+        uv_close((uv_handle_t *)&t->deadline, on_ticket_closed);
+    } else {
+        free(t);
+    }
+}
+
+static void on_deadline(uv_timer_t *h) {
+    ticket_t *t = h->data;
+    if (t->pending && t->pending->req)
+        answer_unavailable(t->pending->req, "no acknowledgement within WeChat's 5-second window");
+    tl_http_pending_free(t->pending);
+    t->pending = NULL;
+}
+
 /* librdkafka delivery report: runs on the loop thread, from rd_kafka_poll. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     (void)opaque;
     ticket_t *t = m->_private;
     tl_ingest_t *in = t->in;
+    h2o_req_t *req = t->pending ? t->pending->req : NULL;
     if (m->err) {
         tl_warn("ingest", "event %s not acknowledged: %s", t->ack.event_id, rd_kafka_err2str(m->err));
-        if (t->pending->req) answer_unavailable(t->pending->req, rd_kafka_err2str(m->err));
+        if (req) answer_unavailable(req, rd_kafka_err2str(m->err));
     } else {
         t->ack.partition = m->partition;
         t->ack.offset = m->offset;
         atomic_store(&in->kafka_up, 1);
         if (t->keylen) tl_dedup_put(in->recent, t->key, t->keylen, &t->ack, sizeof t->ack);
         tl_metric_add(TL_M_ingest_accepted_total, 1);
-        if (t->pending->req) answer_accepted(t->pending->req, t, &t->ack, 0);
+        if (req) answer_accepted(req, t, &t->ack, 0);
     }
-    tl_http_pending_free(t->pending);
-    free(t);
+    ticket_free(t);
 }
 
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -222,14 +251,19 @@ static void submit(tl_ingest_t *in, h2o_req_t *req, const tl_event_t *ev, const 
         answer_unavailable(req, "out of memory");
         return;
     }
+    if (answer == ANSWER_WECHAT) {
+        uv_timer_init(in->loop, &t->deadline);
+        t->deadline.data = t;
+        t->has_deadline = 1;
+        uv_timer_start(&t->deadline, on_deadline, WECHAT_ANSWER_MS, 0);
+    }
     rd_kafka_resp_err_t err = rd_kafka_producev(
         in->rk, RD_KAFKA_V_RKT(in->rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_KEY(t->ack.customer_id, TL_UUID_STRLEN),
         RD_KAFKA_V_VALUE(in->buf.data, in->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
     if (err) {
-        tl_http_pending_free(t->pending);
-        free(t);
+        ticket_free(t);
         answer_unavailable(req, rd_kafka_err2str(err));
     }
 }
