@@ -97,12 +97,19 @@ static int64_t now_ms(void) {
 }
 
 static void answer_ack(h2o_req_t *req, int status, const ack_t *a, int duplicate) {
-    char body[256];
+    char body[256], position[48];
+    /* The broker can acknowledge without an offset: when an idempotent
+     * retry finds the first attempt already written (DUPLICATE_SEQUENCE),
+     * librdkafka reports success with RD_KAFKA_OFFSET_INVALID.  The event
+     * is durable; only its position is unknown, so say null. */
+    if (a->offset >= 0)
+        snprintf(position, sizeof position, "\"%d:%lld\"", (int)a->partition, (long long)a->offset);
+    else
+        snprintf(position, sizeof position, "null");
     int n = snprintf(body, sizeof body,
                      "{\"event_id\":\"%s\",\"customer_id\":\"%s\",\"duplicate\":%s,"
-                     "\"position\":\"%d:%lld\"}",
-                     a->event_id, a->customer_id, duplicate ? "true" : "false",
-                     (int)a->partition, (long long)a->offset);
+                     "\"position\":%s}",
+                     a->event_id, a->customer_id, duplicate ? "true" : "false", position);
     tl_http_json(req, status, body, (size_t)n);
 }
 
