@@ -196,30 +196,6 @@ static int64_t count_committed(tl_kafka_t *kafka, const char *topic, int partiti
     return n;
 }
 
-/* Deletes the prefix's four topics (best effort). */
-static void delete_topics(tl_kafka_t *kafka) {
-    char errstr[256];
-    rd_kafka_conf_t *conf = tl_kafka_conf(kafka);
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr) : NULL;
-    if (!rk) {
-        if (conf) rd_kafka_conf_destroy(conf);
-        fprintf(stderr, "bench_fold_stage: cannot delete the topics: no admin client\n");
-        return;
-    }
-    rd_kafka_DeleteTopic_t *del[TL_TOPIC__COUNT];
-    for (int t = 0; t < TL_TOPIC__COUNT; t++) del[t] = rd_kafka_DeleteTopic_new(tl_kafka_topic(kafka, t));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopics(rk, del, TL_TOPIC__COUNT, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (!ev) fprintf(stderr, "bench_fold_stage: deleting the topics: no answer\n");
-    else if (rd_kafka_event_error(ev))
-        fprintf(stderr, "bench_fold_stage: deleting the topics: %s\n", rd_kafka_event_error_string(ev));
-    if (ev) rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_DeleteTopic_destroy_array(del, TL_TOPIC__COUNT);
-    rd_kafka_destroy(rk);
-}
-
 static int parse_arg(const char *s, const char *what, int64_t *out) {
     char *end;
     long long v = strtoll(s, &end, 10);
@@ -348,7 +324,7 @@ out:
         rd_kafka_consumer_close(probe);
         rd_kafka_destroy(probe);
     }
-    delete_topics(kafka);
+    tl_kafka_delete_topics(kafka, 30000);
     tl_kafka_free(kafka);
     return status;
 }

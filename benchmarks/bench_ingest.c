@@ -598,41 +598,6 @@ static int64_t events_in_log(tl_kafka_t *kafka) {
     return sum;
 }
 
-/* Deletes the prefix's topics (best effort). */
-static void delete_topics(tl_kafka_t *kafka) {
-    char errstr[256];
-    rd_kafka_conf_t *conf = tl_kafka_conf(kafka);
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr) : NULL;
-    if (!rk) {
-        if (conf) rd_kafka_conf_destroy(conf);
-        fprintf(stderr, "bench_ingest: cannot delete the topics: no admin client\n");
-        return;
-    }
-    rd_kafka_DeleteTopic_t *del[TL_TOPIC__COUNT];
-    for (int t = 0; t < TL_TOPIC__COUNT; t++) del[t] = rd_kafka_DeleteTopic_new(tl_kafka_topic(kafka, t));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopics(rk, del, TL_TOPIC__COUNT, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (!ev) {
-        fprintf(stderr, "bench_ingest: deleting the topics: no answer\n");
-    } else {
-        const rd_kafka_DeleteTopics_result_t *res = rd_kafka_event_DeleteTopics_result(ev);
-        size_t n = 0;
-        const rd_kafka_topic_result_t **tr = res ? rd_kafka_DeleteTopics_result_topics(res, &n) : NULL;
-        for (size_t i = 0; i < n; i++)
-            if (rd_kafka_topic_result_error(tr[i]) &&
-                rd_kafka_topic_result_error(tr[i]) != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-                fprintf(stderr, "bench_ingest: deleting %s: %s\n", rd_kafka_topic_result_name(tr[i]),
-                        rd_kafka_topic_result_error_string(tr[i]));
-        if (rd_kafka_event_error(ev))
-            fprintf(stderr, "bench_ingest: deleting the topics: %s\n", rd_kafka_event_error_string(ev));
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_DeleteTopic_destroy_array(del, TL_TOPIC__COUNT);
-    rd_kafka_destroy(rk);
-}
-
 /* ------------------------------------------------------------------- main */
 
 static int parse_arg(const char *s, const char *what, long max, int *out) {
@@ -777,7 +742,7 @@ int main(int argc, char **argv) {
 out:
     stop(serve);
     stop(hpid);
-    delete_topics(kafka);
+    tl_kafka_delete_topics(kafka, 30000);
     tl_kafka_free(kafka);
     tl_workload_close(&workload);
     for (int p = 0; p <= P__COUNT; p++) free(ph[p].lat);

@@ -280,3 +280,46 @@ int tl_kafka_ensure_topics(tl_kafka_t *k, int partitions, int timeout_ms) {
     rd_kafka_destroy(rk);
     return rc;
 }
+
+int tl_kafka_delete_topics(tl_kafka_t *k, int timeout_ms) {
+    char errstr[256];
+    int rc = TL_OK;
+    if (k->mock) return TL_OK;      /* the mock forgets everything on exit */
+    rd_kafka_conf_t *conf = tl_kafka_conf(k);
+    if (!conf) return TL_ENOMEM;
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        tl_error("kafka", "admin client: %s", errstr);
+        return TL_EKAFKA;
+    }
+    rd_kafka_DeleteTopic_t *del[TL_TOPIC__COUNT];
+    for (int t = 0; t < TL_TOPIC__COUNT; t++) del[t] = rd_kafka_DeleteTopic_new(k->topics[t]);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, del, TL_TOPIC__COUNT, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms);
+    if (!ev) {
+        tl_error("kafka", "deleting topics: no answer from %s within %d ms", k->brokers, timeout_ms);
+        rc = TL_EKAFKA_DOWN;
+    } else if (rd_kafka_event_error(ev)) {
+        tl_error("kafka", "deleting topics at %s: %s", k->brokers, rd_kafka_event_error_string(ev));
+        rc = TL_EKAFKA;
+    } else {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                tl_error("kafka", "deleting %s: %s", rd_kafka_topic_result_name(res[i]),
+                         rd_kafka_topic_result_error_string(res[i]));
+                rc = TL_EKAFKA;
+            }
+        }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteTopic_destroy_array(del, TL_TOPIC__COUNT);
+    rd_kafka_destroy(rk);
+    return rc;
+}

@@ -75,6 +75,12 @@ rd_kafka_t *tl_kafka_consumer_new(const tl_kafka_t *k, const char *who, const ch
  * log line naming the topic and the broker's reason).  Any thread. */
 int tl_kafka_ensure_topics(tl_kafka_t *k, int partitions, int timeout_ms);
 
+/* Deletes the four topics of this prefix (scratch prefixes of tests and
+ * benchmarks; never the production log).  A topic already gone is not an
+ * error.  Blocks up to timeout_ms.  Errors: TL_EKAFKA_DOWN, TL_EKAFKA (each
+ * logged with the broker's reason).  Any thread. */
+int tl_kafka_delete_topics(tl_kafka_t *k, int timeout_ms);
+
 /* Partition count of a topic via metadata on client rk; <0 on error. */
 int tl_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
 
