@@ -2,7 +2,6 @@
  * ingest.c -- the ingest endpoints (see ingest.h).
  */
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +64,6 @@ struct tl_ingest {
     uv_timer_t timer;
     int64_t max_body;
     int ack_timeout_ms;
-    atomic_int kafka_up;
     adapter_fn adapters[TL_PLATFORM__COUNT];
     int has_wechat;
     tl_wechat_conf_t wechat;
@@ -174,7 +172,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     } else {
         t->ack.partition = m->partition;
         t->ack.offset = m->offset;
-        atomic_store(&in->kafka_up, 1);
         if (t->keylen) tl_dedup_put(in->recent, t->key, t->keylen, &t->ack, sizeof t->ack);
         tl_metric_add(TL_M_ingest_accepted_total, 1);
         if (req) answer_accepted(req, t, &t->ack, 0);
@@ -182,11 +179,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     ticket_free(t);
 }
 
+/* librdkafka reconnects by itself; its errors are for the operator. */
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     (void)rk;
-    tl_ingest_t *in = opaque;
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) atomic_store(&in->kafka_up, 0);
-    tl_warn("ingest", "kafka: %s", reason);
+    (void)opaque;
+    tl_warn("ingest", "kafka: %s (%s)", reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
 
 static void drain(tl_ingest_t *in) {
@@ -425,7 +422,6 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_
     in->loop = loop;
     in->max_body = cfg->max_body;
     in->ack_timeout_ms = (int)cfg->ack_timeout_ms;
-    atomic_init(&in->kafka_up, 1);
     in->adapters[TL_PLATFORM_WEB] = tl_web_parse;
     in->adapters[TL_PLATFORM_API] = tl_api_parse;
     if (cfg->wechat_token && *cfg->wechat_token) {
@@ -518,8 +514,6 @@ fail:
     free(in);
     return rc;
 }
-
-int tl_ingest_kafka_up(const tl_ingest_t *in) { return atomic_load(&in->kafka_up); }
 
 int tl_ingest_ping(tl_ingest_t *in, int timeout_ms) {
     const struct rd_kafka_metadata *md;

@@ -34,9 +34,6 @@ void tl_ingest_close(tl_ingest_t *in, int timeout_ms);
 /* Frees it after close and after the loop ran.  NULL ok. */
 void tl_ingest_free(tl_ingest_t *in);
 
-/* 1 if the producer currently has a connection to the cluster. */
-int tl_ingest_kafka_up(const tl_ingest_t *in);
-
 /* Asks the cluster for the events topic's metadata (blocks up to
  * timeout_ms): 0 when a broker answered, else TL_EKAFKA_DOWN.  Any thread
  * (librdkafka handles are thread-safe). */

@@ -109,7 +109,6 @@ void tl_kafka_free(tl_kafka_t *k) {
 }
 
 const char *tl_kafka_brokers(const tl_kafka_t *k) { return k->brokers; }
-int tl_kafka_is_mock(const tl_kafka_t *k) { return k->mock != NULL; }
 const char *tl_kafka_topic(const tl_kafka_t *k, tl_topic_t t) { return k->topics[t]; }
 
 void tl_kafka_group(const tl_kafka_t *k, const char *suffix, char *out, size_t n) {

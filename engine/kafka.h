@@ -42,7 +42,6 @@ void tl_kafka_free(tl_kafka_t *k);
 
 /* Bootstrap servers ("127.0.0.1:9092", or the mock's).  Borrowed. */
 const char *tl_kafka_brokers(const tl_kafka_t *k);
-int tl_kafka_is_mock(const tl_kafka_t *k);
 /* Full topic name, e.g. "tl.events".  Borrowed, valid for k's life. */
 const char *tl_kafka_topic(const tl_kafka_t *k, tl_topic_t t);
 /* "<prefix>-<suffix>" into out (consumer group names). */
