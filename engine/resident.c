@@ -203,4 +203,9 @@ int tl_resident_evict_one(tl_resident_t *r, tl_str_t *customer, tl_str_t *tenant
     return found;
 }
 
+tl_str_t tl_resident_tenant(const tl_resident_t *r, tl_str_t customer) {
+    const entry_t *e = find(r, customer);
+    return e ? (tl_str_t){e->tenant, e->tlen} : TL_STR_NULL;
+}
+
 size_t tl_resident_held(const tl_resident_t *r) { return r->held; }

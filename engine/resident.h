@@ -55,6 +55,10 @@ tl_resident_state_t tl_resident_where(const tl_resident_t *r, tl_str_t customer,
  * the state from the fold. */
 int tl_resident_evict_one(tl_resident_t *r, tl_str_t *customer, tl_str_t *tenant);
 
+/* The tenant recorded for customer (borrowed from the table), or
+ * TL_STR_NULL when the customer has no entry. */
+tl_str_t tl_resident_tenant(const tl_resident_t *r, tl_str_t customer);
+
 /* Number of customers whose state is held in memory. */
 size_t tl_resident_held(const tl_resident_t *r);
 
