@@ -549,10 +549,10 @@ int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const char *n
     snprintf(p->name, sizeof p->name, "%s", name);
     tl_buf_init(&p->arena);
     stmt_init(&p->timeline, 14, timeline_casts,
-              "INSERT INTO timeline (tenant_id, event_id, conversation_id, customer_id, kind, platform,"
+              "INSERT INTO view_agent (tenant_id, event_id, conversation_id, customer_id, kind, platform,"
               " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
               " idempotency_key, body) VALUES ",
-              " ON CONFLICT (tenant_id, event_id) DO NOTHING");
+              " ON CONFLICT (tenant_id, event_id, part) DO NOTHING");
     stmt_init(&p->convs, 9, conv_casts,
               "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, status, version,"
               " opened_at, last_activity, platforms, item_count) VALUES ",

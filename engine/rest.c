@@ -63,7 +63,7 @@ static const char *const timeline_sql =
     "    'idempotency_key', t.idempotency_key,"
     "    'position', t.source_partition || ':' || t.source_offset, 'body', t.body)"
     "  ORDER BY t.effective_ts, t.source_partition, t.source_offset)"
-    "  FROM timeline t WHERE t.tenant_id = c.tenant_id AND t.conversation_id = c.conversation_id),"
+    "  FROM view_agent t WHERE t.tenant_id = c.tenant_id AND t.conversation_id = c.conversation_id),"
     "  '[]'::json))::text"
     " FROM conversations c WHERE c.conversation_id = $1 AND ($2::text IS NULL OR c.tenant_id = $2)";
 

@@ -390,7 +390,7 @@ static int64_t it_timeline_count(void) {
     char err[1024];
     int64_t n = -1;
     const char *params[] = {IT_TENANT};
-    IT_ASSERT(tl_test_pg_int(it.pg, "SELECT count(*) FROM timeline WHERE tenant_id = $1", 1,
+    IT_ASSERT(tl_test_pg_int(it.pg, "SELECT count(*) FROM view_agent WHERE tenant_id = $1", 1,
                              params, &n, err, sizeof err) == 0,
               "%s", err);
     return n;
@@ -427,7 +427,7 @@ static void it_timeline_check(const it_batch_t *b, int strict) {
     PGresult *r = tl_test_pg_query(
         it.pg,
         "SELECT count(*), count(DISTINCT (customer_id, idempotency_key)), count(DISTINCT event_id) "
-        "FROM timeline WHERE tenant_id = $1",
+        "FROM view_agent WHERE tenant_id = $1",
         1, params, err, sizeof err);
     IT_ASSERT(r != NULL, "%s", err);
     int64_t rows = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -437,7 +437,7 @@ static void it_timeline_check(const it_batch_t *b, int strict) {
     if (rows != keys) {
         r = tl_test_pg_query(it.pg,
                              "SELECT idempotency_key, count(*), string_agg(event_id || '@' || "
-                             "source_partition || ':' || source_offset, ' ') FROM timeline "
+                             "source_partition || ':' || source_offset, ' ') FROM view_agent "
                              "WHERE tenant_id = $1 GROUP BY customer_id, 1 HAVING count(*) > 1 LIMIT 5",
                              1, params, err, sizeof err);
         tl_test_report_t rep = {.text = ""};
@@ -457,7 +457,7 @@ static void it_timeline_check(const it_batch_t *b, int strict) {
                          "SELECT idempotency_key, event_id, customer_id, kind, body->>'text', "
                          "source_partition, source_offset, "
                          "round(extract(epoch FROM effective_ts) * 1000)::bigint "
-                         "FROM timeline WHERE tenant_id = $1 "
+                         "FROM view_agent WHERE tenant_id = $1 "
                          "ORDER BY customer_id, effective_ts, source_partition, source_offset",
                          1, params, err, sizeof err);
     IT_ASSERT(r != NULL, "%s", err);
@@ -804,7 +804,7 @@ START_TEST(pipeline_bad_input_gets_problem_json) {
     const char *params[] = {IT_TENANT};
     char err[1024];
     PGresult *r = tl_test_pg_query(it.pg,
-                                   "SELECT idempotency_key FROM timeline WHERE tenant_id = $1 "
+                                   "SELECT idempotency_key FROM view_agent WHERE tenant_id = $1 "
                                    "AND idempotency_key <> 'web:m-0' ORDER BY 1",
                                    1, params, err, sizeof err);
     IT_ASSERT(r != NULL, "%s", err);
