@@ -1247,6 +1247,55 @@ START_TEST(ingest_app_login_links_device_into_account) {
 }
 END_TEST
 
+/* With no broker to acknowledge anything, an app upload is refused whole:
+ * 503 with Retry-After, no event claimed. */
+START_TEST(ingest_app_unacknowledged_upload_is_503) {
+    char err[1024], brokers[64], url[512];
+    int n = ++in_seq, port = tl_test_free_port();
+    IN_ASSERT(port > 0, "no free port");
+    snprintf(brokers, sizeof brokers, "127.0.0.1:%d", port);   /* nobody listens */
+    snprintf(in.prefix, sizeof in.prefix, "%sx%dx%d", in_run_tag, (int)getpid(), n);
+    static const char *const extra[] = {"--fold", "0", "--project", "0", "--identity", "0",
+                                        "--ack-timeout-ms", "2000", NULL};
+    IN_ASSERT(tl_test_serve_init(&in.serve, in_exe, brokers, in_pg_dsn, in.prefix, IN_PARTITIONS,
+                                 extra, err, sizeof err) == 0, "%s", err);
+    in.have_serve = 1;
+    IN_ASSERT(tl_test_serve_start(&in.serve, err, sizeof err) == 0, "%s", err);
+    in.curl = curl_easy_init();
+    IN_ASSERT(in.curl != NULL, "curl_easy_init failed");
+    /* Up (it answers /healthz) though not ready: the broker is missing. */
+    snprintf(url, sizeof url, "%s/healthz", in.serve.base_url);
+    int64_t deadline = tl_test_mono_ms() + IN_READY_MS;
+    long st = 0;
+    while (st != 200 && tl_test_mono_ms() < deadline) {
+        tl_test_resp_t hr;
+        if (tl_test_http(in.curl, "GET", url, NULL, 0, 2000, &hr) == 0) st = hr.status;
+        tl_test_resp_close(&hr);
+        if (st != 200) tl_test_sleep_ms(200);
+    }
+    IN_ASSERT(st == 200, "serve did not answer /healthz within %d ms", IN_READY_MS);
+
+    int64_t now = tl_test_now_ms();
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"tenant_id\":\"acme\",\"device_id\":\"dev-down\",\"message\":{\"message_id\":\"m\","
+             "\"sent_at\":%" PRId64 ",\"text\":\"anyone?\"},\"events\":[{\"id\":\"1\",\"page\":\"p\","
+             "\"action\":\"a\",\"ts\":%" PRId64 "}]}", now, now);
+    tl_test_resp_t resp;
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    char got[1024];
+    snprintf(got, sizeof got, "%s", resp.body);
+    int problem = tl_test_resp_is(&resp, "application/problem+json");
+    st = resp.status;
+    tl_test_resp_close(&resp);
+    IN_ASSERT(st == 503 && problem && strstr(got, "urn:threadline:problem:kafka-unavailable") &&
+                  !strstr(got, "\"held\":[{"),
+              "upload with no broker: HTTP %ld: %s", st, got);
+    printf("ingest: app with no broker: 503 kafka-unavailable, nothing claimed as held\n");
+    fflush(stdout);
+}
+END_TEST
+
 /* A plain-mode WeChat text from openid `from`. */
 static void in_wechat_text(const char *from, const char *msgid, const char *text) {
     char xml[1024];
@@ -1414,6 +1463,7 @@ Suite *tl_ingest_suite(void) {
     tcase_add_test(tc, ingest_resend_is_a_duplicate_and_writes_nothing);
     tcase_add_test(tc, ingest_refused_requests_write_nothing);
     tcase_add_test(tc, ingest_app_batch_reaches_the_log);
+    tcase_add_test(tc, ingest_app_unacknowledged_upload_is_503);
     suite_add_tcase(s, tc);
     /* The whole pipeline on its own database: fold, projections and the
      * identity writer must have applied a link before ingest follows it. */
