@@ -1241,8 +1241,36 @@ START_TEST(ingest_app_login_links_device_into_account) {
     n = in_parse_list(&resp, "login again", cust, e, 4);
     IN_ASSERT(n == 1 && e[0].index == 0 && strcmp(cust, acct) == 0,
               "second login upload: %d entries (first %s), customer %s", n, e[0].type, cust);
+
+    /* An agent unlinks them: the index forgets the link, and the device's
+     * anonymous uploads are its own customer's again. */
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"platform\":\"app\",\"platform_user_id\":"
+             "\"dev-l1\",\"message_id\":\"unlink-1\",\"occurred_at\":%" PRId64 ",\"customer_id\":\"%s\","
+             "\"payload\":{\"type\":\"IdentityUnlinked\",\"linked_customer_id\":\"%s\",\"platform\":"
+             "\"app\",\"platform_user_id\":\"dev-l1\",\"reason\":\"shared phone\"}}", now, acct, dev);
+    in_ack_t ack;
+    in_post("/v1/ingest/api", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "unlink", &ack);
+    char err[512];
+    const char *params[] = {IN_TENANT, acct, dev};
+    int64_t deadline = tl_test_mono_ms() + IN_INDEX_MS, active = 1;
+    while (active && tl_test_mono_ms() < deadline) {
+        IN_ASSERT(tl_test_pg_int(in.pg, "SELECT count(*) FROM identity_merges WHERE tenant_id = $1"
+                                        " AND survivor = $2 AND absorbed = $3 AND active",
+                                 3, params, &active, err, sizeof err) == 0, "%s", err);
+        if (active) tl_test_sleep_ms(100);
+    }
+    IN_ASSERT(!active, "the merge of %s into %s is still active %d ms after the unlink", dev, acct,
+              IN_INDEX_MS);
+    in_wait_ttl();
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"device_id\":\"dev-l1\",\"events\":[{"
+             "\"id\":\"le-2\",\"page\":\"Home\",\"action\":\"open\",\"ts\":%" PRId64 "}]}", now);
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    IN_ASSERT(in_parse_list(&resp, "after unlink", cust, e, 4) == 1 && strcmp(cust, dev) == 0,
+              "upload after the unlink on %s, want the device's own %s", cust, dev);
     printf("ingest: app login: IdentityLinked (LOGIN) absorbed the device's customer into the "
-           "account's; once indexed, the device's uploads land on the account, no second link\n");
+           "account's; once indexed, the device's uploads land on the account, no second link; "
+           "after IdentityUnlinked they are the device's own again\n");
     fflush(stdout);
 }
 END_TEST
