@@ -1,5 +1,13 @@
 /*
  * ingest.c -- the ingest endpoints (see ingest.h).
+ *
+ * Every accepted request becomes one heap `job` that owns everything its
+ * events point into (the adapter's out, the gateway's ids), because the
+ * request now waits twice off the loop: for the identity lookups on the
+ * thread pool, then for one delivery report per event.  Each event has a
+ * `slot` (its outcome); the job answers when the last report is in, so a
+ * multi-event request is answered once, from the full picture, and a
+ * partial failure can say exactly which events the broker holds.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -433,8 +441,7 @@ static int produce(tl_ingest_t *in, job_t *j, int i) {
 
 /* Applies the resolved identities to the job's events and says which
  * events to produce.  Loop thread. */
-static void apply_identities(tl_ingest_t *in, job_t *j) {
-    (void)in;
+static void apply_identities(job_t *j) {
     const tl_adapter_ctx_t *ctx = &j->r.ctx;
     switch (j->route) {
     case ROUTE_APP: {
@@ -532,7 +539,7 @@ static void on_resolved(void *arg, int degraded) {
         job_free(j);
         return;
     }
-    apply_identities(in, j);
+    apply_identities(j);
     if (j->answer == ANSWER_WECHAT) {
         uv_timer_init(in->loop, &j->deadline);
         j->deadline.data = j;
