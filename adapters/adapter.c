@@ -166,6 +166,13 @@ void tl_adapter_customer_id(tl_str_t tenant, tl_platform_t platform, tl_str_t us
     tl_uuid_v5(parts, lens, 4, out);
 }
 
+void tl_adapter_sub_id(const char *event_id, unsigned i, char out[40]) {
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, event_id, TL_UUID_STRLEN);
+    out[TL_UUID_STRLEN] = 0;
+    for (int k = 0; k < 4; k++) out[TL_UUID_STRLEN - 1 - k] = hex[(i >> (4 * k)) & 0xf];
+}
+
 void tl_adapter_envelope(const tl_adapter_ctx_t *ctx, tl_adapter_out_t *out, tl_event_t *ev,
                          tl_str_t tenant, tl_platform_t platform, tl_str_t user,
                          tl_str_t message_id, int64_t occurred_at) {

@@ -37,6 +37,8 @@ typedef struct tl_adapter_out {
     char idempotency_key[256];
     tl_attachment_t attachments[16];
     tl_str_t strs[32];          /* string arrays (tags) */
+    int customer_given;         /* the request named its customer_id itself */
+    char linked_customer_id[40];  /* a link's absorbed customer, when derived */
 } tl_adapter_out_t;
 
 #define TL_ADAPTER_MAX_ATTACHMENTS 16
@@ -68,6 +70,12 @@ int tl_adapter_attachments(json_t *obj, const char *name, tl_adapter_out_t *out,
  * UUIDv5(tenant, platform, platform_user_id), so a retry never mints a
  * second customer.  Writes 36 chars + NUL.  Cannot fail. */
 void tl_adapter_customer_id(tl_str_t tenant, tl_platform_t platform, tl_str_t user, char out[40]);
+
+/* The id of the i-th event of a request that yields several: the gateway's
+ * UUIDv7 event_id with its last four hex digits replaced by i (hex), so
+ * the ids stay time-ordered, distinct within the request and as random as
+ * before across requests.  Writes 36 chars + NUL.  Cannot fail. */
+void tl_adapter_sub_id(const char *event_id, unsigned i, char out[40]);
 
 /* Fills the envelope fields common to all adapters: ids, clocks, identity,
  * idempotency key "<platform>:<message id>".  Cannot fail. */

@@ -43,6 +43,16 @@ static int enum_field(json_t *o, const char *name, const char *const *names, int
                           "\"%.*s\" is not a valid %s", (int)(s.len > 32 ? 32 : s.len), s.ptr, name);
 }
 
+/* The identity kind evidence names (as engine/identity.c records it). */
+static const char *evidence_kind(tl_evidence_t e) {
+    switch (e) {
+    case TL_EVIDENCE_UNIONID: return "unionid";
+    case TL_EVIDENCE_VERIFIED_PHONE: return "phone";
+    case TL_EVIDENCE_LOGIN: return "account";
+    default: return NULL;
+    }
+}
+
 static int platform_field(json_t *o, const char *name, int connector_only, tl_platform_t *out,
                           tl_problem_t *pb) {
     tl_str_t s;
@@ -121,8 +131,12 @@ static int read_link(json_t *p, tl_event_t *ev, int linked, tl_problem_t *pb) {
     tl_str_t other;
     tl_platform_t platform;
     tl_str_t user;
-    PAYLOAD(tl_adapter_req_str(p, "linked_customer_id", 36, &other, pb));
-    if (!tl_uuid_valid(other.ptr, other.len))
+    /* A link may leave linked_customer_id out: the customer of (platform,
+     * platform_user_id) is then absorbed, as the identity index resolves
+     * it at ingest (see api.h). */
+    if (linked) PAYLOAD(tl_adapter_opt_str(p, "linked_customer_id", 36, &other, pb));
+    else PAYLOAD(tl_adapter_req_str(p, "linked_customer_id", 36, &other, pb));
+    if (other.ptr && !tl_uuid_valid(other.ptr, other.len))
         return tl_problem_set(pb, 422, "invalid-field", "Invalid field", "payload.linked_customer_id",
                               "\"linked_customer_id\" must be a customer id (UUID)");
     PAYLOAD(platform_field(p, "platform", 1, &platform, pb));
@@ -204,7 +218,23 @@ int tl_api_parse(const tl_adapter_ctx_t *ctx, const char *body, size_t len,
 #undef IS
     if (rc) return rc;
     tl_adapter_envelope(ctx, out, ev, tenant, platform, user, msgid, occurred);
+    if (ev->kind == TL_EV_IDENTITY_LINKED) {
+        tl_identity_linked_t *l = &ev->u.link;
+        const char *kind = evidence_kind(l->evidence);
+        if (!l->linked_customer_id.ptr) {
+            tl_adapter_customer_id(tenant, l->platform, l->platform_user_id, out->linked_customer_id);
+            l->linked_customer_id = (tl_str_t){out->linked_customer_id, TL_UUID_STRLEN};
+        }
+        /* The survivor of an evidence link is the customer the evidence
+         * belongs to (the unionid's, the verified phone's, the account's). */
+        if (!customer.ptr && kind && l->evidence_value.ptr && l->evidence_value.len) {
+            const char *parts[] = {"customer", tenant.ptr, kind, l->evidence_value.ptr};
+            size_t lens[] = {8, tenant.len, strlen(kind), l->evidence_value.len};
+            tl_uuid_v5(parts, lens, 4, out->customer_id);
+        }
+    }
     if (customer.ptr) {
+        out->customer_given = 1;
         /* Lower case, as threadline mints them: one customer, one key. */
         for (size_t i = 0; i < customer.len; i++) {
             char c = customer.ptr[i];

@@ -16,6 +16,16 @@
  * optional fields may be omitted.  The idempotency key is
  * "<platform>:<message_id>", exactly as a native adapter would make it, so
  * a message ingested both ways is still applied once.
+ *
+ * Links by evidence.  An IdentityLinked may leave out `customer_id` and
+ * `payload.linked_customer_id`.  Then the survivor is the customer the
+ * evidence belongs to -- for UNIONID, VERIFIED_PHONE and LOGIN with an
+ * evidence_value, the identity ("unionid" | "phone" | "account", value) --
+ * and the absorbed customer is the one (payload.platform,
+ * payload.platform_user_id) belongs to.  The adapter fills both with the
+ * deterministic ids; ingest replaces them with what the identity index
+ * resolves (engine/identity.h).  This is how a connector tells threadline
+ * that an Official Account follower has a given unionid.
  */
 #ifndef TL_API_ADAPTER_H
 #define TL_API_ADAPTER_H

@@ -11,7 +11,8 @@
  * the fold workers off (--project 0 --fold 0: ingest alone, so neither
  * PostgreSQL nor the fold competes for the two cores) and a Douyin secret,
  * and waits for /readyz.  Then, after a short warm-up, one phase per
- * platform -- web, api, phone, douyin -- and one of all four interleaved:
+ * platform -- web, api, phone, douyin, app, mini_program -- and one of all
+ * six interleaved:
  * REQUESTS requests each (or as many as 15 seconds allow) over CONNECTIONS
  * kept-alive HTTP/1.1 connections, one request in flight per connection.
  * Every request is a new message (unique message id, text from the shared
@@ -20,6 +21,17 @@
  * counts (202; 200 for douyin), and only if its body says
  * "duplicate":false; anything else -- another status, a dropped
  * connection, no answer within 15 s after the phase -- is an error.
+ *
+ * An app request is one SDK upload: a message and APP_CLICKS click-stream
+ * items, so APP_CLICKS + 1 events, all acknowledged before the 202; a
+ * mini_program request carries a unionid for every other user, so ingest
+ * adds a unionid link before the message (counted as one event: the link
+ * is the same for every message of a user).  events_per_s counts events,
+ * requests_per_s requests.  Identity resolution runs as in production: the
+ * server gets a database of its own (benchingest<pid>, migrated, dropped at
+ * the end) whose empty identity index answers every lookup with a miss, so
+ * the resolver's cache and thread-pool lookups are part of what is
+ * measured.
  *
  * The ceiling: benchmarks/hello, threadline's HTTP front (h2o on libuv, the
  * same tl_http_* glue) answering 200 "ok" at once, driven by the same
@@ -32,8 +44,9 @@
  * the last byte of the answer read.
  *
  * Prints:
- *   bench_ingest platform=P events_per_s=N p99_ms=N p50_ms=N requests=N
- *     acked=N errors=N seconds=S connections=C fold=0 project=0
+ *   bench_ingest platform=P events_per_s=N requests_per_s=N p99_ms=N
+ *     p50_ms=N requests=N acked=N errors=N seconds=S connections=C
+ *     fold=0 project=0
  *   (one per platform), then
  *   bench_ingest platform=all events_per_s=N p99_ms=N ceiling_per_s=N
  *     ceiling_p99_ms=N p50_ms=N requests=N acked=N errors=N seconds=S
@@ -62,6 +75,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <openssl/evp.h>
 
@@ -82,8 +96,10 @@
 #define RESP_CAP 16384
 #define DOUYIN_SECRET "bench-ingest-douyin-secret"
 
-enum { P_WEB, P_API, P_PHONE, P_DOUYIN, P__COUNT };
-static const char *const platform_name[P__COUNT] = {"web", "api", "phone", "douyin"};
+enum { P_WEB, P_API, P_PHONE, P_DOUYIN, P_APP, P_MINI_PROGRAM, P__COUNT };
+static const char *const platform_name[P__COUNT] = {"web", "api", "phone", "douyin", "app",
+                                                    "mini_program"};
+#define APP_CLICKS 3            /* click-stream items per app upload */
 
 static char run_tag[32];        /* makes message ids unique across runs */
 static long seq;                /* makes them unique within the run */
@@ -145,8 +161,9 @@ static void sha1_hex(const char *a, size_t alen, const char *b, size_t blen, cha
 }
 
 /* Writes a whole HTTP/1.1 request for a new message of platform into out;
- * returns its length, *want the success status. */
-static int build_request(int platform, int port, char *out, int cap, int *want) {
+ * returns its length, *want the success status, *events how many events
+ * its acknowledgement stands for. */
+static int build_request(int platform, int port, char *out, int cap, int *want, int *events) {
     char text[4096], body[8192], sig[41];
     long id = seq++;
     int user = (int)(id % 10000);
@@ -154,7 +171,33 @@ static int build_request(int platform, int port, char *out, int cap, int *want) 
     int blen;
     next_text(text, (int)sizeof text);
     *want = 202;
+    *events = 1;
     switch (platform) {
+    case P_APP:
+        *events = 1 + APP_CLICKS;
+        blen = snprintf(body, sizeof body,
+                        "{\"tenant_id\":\"bench\",\"device_id\":\"dev-%d\",\"message\":{"
+                        "\"message_id\":\"%s-%ld\",\"sent_at\":%" PRId64 ",\"text\":\"%s\","
+                        "\"entry_point\":\"OrderDetail\"},\"events\":["
+                        "{\"id\":\"%s-%ld-1\",\"page\":\"Home\",\"action\":\"open\",\"ts\":%" PRId64 "},"
+                        "{\"id\":\"%s-%ld-2\",\"page\":\"Product:SKU-%d\",\"action\":\"view\",\"ts\":%" PRId64 "},"
+                        "{\"id\":\"%s-%ld-3\",\"page\":\"Cart\",\"action\":\"tap:checkout\",\"ts\":%" PRId64 "}]}",
+                        user, run_tag, id, now - 700, text, run_tag, id, now - 9000, run_tag, id,
+                        user % 97, now - 5000, run_tag, id, now - 1000);
+        break;
+    case P_MINI_PROGRAM:
+        if (user % 2)
+            blen = snprintf(body, sizeof body,
+                            "{\"tenant_id\":\"bench\",\"openid\":\"o-mp-%d\",\"unionid\":\"un-%d\","
+                            "\"message_id\":\"%s-%ld\",\"sent_at\":%" PRId64 ",\"text\":\"%s\","
+                            "\"entry_point\":\"pages/product/detail?sku=%d\"}",
+                            user, user, run_tag, id, now - 600, text, user % 97);
+        else
+            blen = snprintf(body, sizeof body,
+                            "{\"tenant_id\":\"bench\",\"openid\":\"o-mp-%d\",\"message_id\":\"%s-%ld\","
+                            "\"sent_at\":%" PRId64 ",\"text\":\"%s\"}",
+                            user, run_tag, id, now - 600, text);
+        break;
     case P_WEB:
         blen = snprintf(body, sizeof body,
                         "{\"tenant_id\":\"bench\",\"visitor_id\":\"v-%d\",\"message_id\":\"%s-%ld\","
@@ -207,6 +250,7 @@ typedef struct conn {
     int fd;
     int busy;
     int want;
+    int events;                 /* events the request's acknowledgement stands for */
     int platform;
     char req[REQ_CAP];
     int reqlen, sent;
@@ -225,6 +269,7 @@ typedef struct phase {
     int any_2xx;                /* the ceiling: 200 from hello is success */
     /* out */
     long issued, acked, errors, duplicates;
+    long events;                /* events acknowledged (an app upload is several) */
     long reconnects;            /* connections the server closed after an answer */
     long status_count[6];       /* errors by class: 1xx..5xx, [0] transport */
     char first_error[256];
@@ -292,7 +337,7 @@ static int open_conn(int ep, conn_t *c, int port) {
 
 static int start_request(int ep, phase_t *ph, conn_t *c) {
     int platform = ph->platform >= 0 ? ph->platform : (int)(ph->issued % P__COUNT);
-    c->reqlen = build_request(platform, ph->port, c->req, REQ_CAP, &c->want);
+    c->reqlen = build_request(platform, ph->port, c->req, REQ_CAP, &c->want, &c->events);
     if (c->reqlen < 0) return -1;
     if (ph->any_2xx) c->want = 200;
     c->platform = platform;
@@ -456,6 +501,7 @@ static int run_phase(phase_t *ph) {
                     note_error(ph, status, body, blen);
                 } else {
                     ph->lat[ph->acked++] = now - c->t0;
+                    ph->events += c->events;
                     last = now;
                 }
             }
@@ -495,6 +541,10 @@ out:
 }
 
 static double rate(const phase_t *ph) {
+    return ph->seconds > 0 ? (double)ph->events / ph->seconds : 0;
+}
+
+static double request_rate(const phase_t *ph) {
     return ph->seconds > 0 ? (double)ph->acked / ph->seconds : 0;
 }
 
@@ -574,6 +624,32 @@ static int wait_ready(pid_t pid, int port, const char *what) {
     }
     fprintf(stderr, "bench_ingest: %s not ready after %.0f s\n", what, READY_S);
     return -1;
+}
+
+/* ------------------------------------------------------------- PostgreSQL */
+
+/* Runs one administrative command (CREATE/DROP DATABASE, which take no
+ * parameters; the name is "benchingest<pid>", digits and letters only) on
+ * the server of dsn.  0, or -1 with the reason on stderr. */
+static int pg_admin(const char *dsn, const char *sql) {
+    PGconn *pg = PQconnectdb(dsn);
+    int ok = PQstatus(pg) == CONNECTION_OK;
+    if (ok) {
+        PGresult *r = PQexec(pg, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    }
+    if (!ok) fprintf(stderr, "bench_ingest: %s: %s", sql, PQerrorMessage(pg));
+    PQfinish(pg);
+    return ok ? 0 : -1;
+}
+
+/* Runs argv to completion with its output in log; its exit status, or -1. */
+static int run_wait(char *const argv[], const char *log) {
+    pid_t pid = spawn(argv, log);
+    int st;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* ------------------------------------------------------------------ Kafka */
@@ -680,8 +756,23 @@ int main(int argc, char **argv) {
     memset(&warm, 0, sizeof warm);
     memset(&ceil_ph, 0, sizeof ceil_ph);
     snprintf(http_addr, sizeof http_addr, "127.0.0.1:%d", port);
+    /* A database of the server's own, so its identity index exists (and
+     * is empty): resolution is measured as in production. */
+    char db[64], db_dsn[1024], sql[128];
+    int have_db = 0;
+    snprintf(db, sizeof db, "benchingest%d", (int)me);
+    snprintf(db_dsn, sizeof db_dsn, "%s dbname=%s", dsn, db);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    if (pg_admin(dsn, sql)) goto out;
+    have_db = 1;
+    char *margv[] = {exe, "migrate", "--pg-dsn", db_dsn, NULL};
+    if (run_wait(margv, log) != 0) {
+        fprintf(stderr, "bench_ingest: threadline migrate failed (see %s)\n", log);
+        goto out;
+    }
     char *sargv[] = {exe, "serve", "--http", http_addr, "--kafka-brokers", (char *)brokers,
-                     "--pg-dsn", (char *)dsn, "--prefix", prefix, "--project", "0", "--fold", "0",
+                     "--pg-dsn", db_dsn, "--prefix", prefix, "--project", "0", "--fold", "0",
+                     "--identity", "0",
                      "--douyin-secret", DOUYIN_SECRET, NULL};
     fprintf(stderr, "bench_ingest: threadline serve on %s, prefix %s, log %s\n", http_addr, prefix, log);
     if (port < 0 || (serve = spawn(sargv, log)) < 0 || wait_ready(serve, port, "threadline serve"))
@@ -692,7 +783,7 @@ int main(int argc, char **argv) {
     warm = (phase_t){.name = "warm-up", .port = port, .platform = -1, .requests = WARMUP,
                      .conns = conns};
     if (run_phase(&warm)) goto out;
-    total_acked += warm.acked;
+    total_acked += warm.events;
     report_errors(&warm);
     total_errors += warm.errors;
 
@@ -700,14 +791,15 @@ int main(int argc, char **argv) {
         ph[p] = (phase_t){.name = p < P__COUNT ? platform_name[p] : "all", .port = port,
                           .platform = p < P__COUNT ? p : -1, .requests = requests, .conns = conns};
         if (run_phase(&ph[p])) goto out;
-        total_acked += ph[p].acked;
+        total_acked += ph[p].events;
         total_errors += ph[p].errors;
         report_errors(&ph[p]);
         if (p < P__COUNT) {
-            printf("bench_ingest platform=%s events_per_s=%.0f p99_ms=%.2f p50_ms=%.2f requests=%ld "
-                   "acked=%ld errors=%ld seconds=%.2f connections=%d reconnects=%ld fold=0 project=0\n",
-                   ph[p].name, rate(&ph[p]), ph[p].p99_ms, ph[p].p50_ms, ph[p].issued, ph[p].acked,
-                   ph[p].errors, ph[p].seconds, conns, ph[p].reconnects);
+            printf("bench_ingest platform=%s events_per_s=%.0f requests_per_s=%.0f p99_ms=%.2f "
+                   "p50_ms=%.2f requests=%ld acked=%ld errors=%ld seconds=%.2f connections=%d "
+                   "reconnects=%ld fold=0 project=0\n",
+                   ph[p].name, rate(&ph[p]), request_rate(&ph[p]), ph[p].p99_ms, ph[p].p50_ms,
+                   ph[p].issued, ph[p].acked, ph[p].errors, ph[p].seconds, conns, ph[p].reconnects);
             fflush(stdout);
         }
     }
@@ -731,7 +823,7 @@ int main(int argc, char **argv) {
            "ceiling_p99_ms=%.2f p50_ms=%.2f requests=%ld acked=%ld errors=%ld seconds=%.2f "
            "connections=%d reconnects=%ld ceiling_reconnects=%ld kafka_records=%" PRId64
            " fold=0 project=0\n",
-           rate(all), all->p99_ms, rate(&ceil_ph), ceil_ph.p99_ms, all->p50_ms, all->issued,
+           rate(all), all->p99_ms, request_rate(&ceil_ph), ceil_ph.p99_ms, all->p50_ms, all->issued,
            all->acked, all->errors, all->seconds, conns, all->reconnects, ceil_ph.reconnects, in_log);
     fflush(stdout);
     if (in_log < total_acked)
@@ -742,6 +834,10 @@ int main(int argc, char **argv) {
 out:
     stop(serve);
     stop(hpid);
+    if (have_db) {
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+        pg_admin(dsn, sql);
+    }
     tl_kafka_delete_topics(kafka, 30000);
     tl_kafka_free(kafka);
     tl_workload_close(&workload);

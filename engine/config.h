@@ -64,7 +64,13 @@
        "WeChat EncodingAESKey (43 chars): safe mode; needs --wechat-appid")               \
     XX(wechat_appid, "wechat-appid", STR, "", "WeChat AppID, checked in safe mode")        \
     XX(wechat_tenant, "wechat-tenant", STR, "default",                                     \
-       "tenant the WeChat Official Account's customers belong to")
+       "tenant the WeChat Official Account's customers belong to")                        \
+    XX(identity, "identity", INT, "1",                                                     \
+       "run the identity index writer in this process (0/1)")                             \
+    XX(identity_cache, "identity-cache", INT, "100000",                                    \
+       "identities ingest keeps resolved in memory (least recently used go first)")       \
+    XX(identity_ttl_ms, "identity-ttl-ms", INT, "2000",                                    \
+       "how long a resolved identity is trusted before PostgreSQL is asked again")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;

@@ -9,6 +9,16 @@
  * broker does not acknowledge within ack_timeout_ms the answer is 503 with
  * Retry-After, and the connector retries with the same message id, which the
  * fold recognises (idempotency key) if the first attempt did land.
+ *
+ * Before producing, each request's identities are resolved through the
+ * identity index (engine/identity.h) -- a cache hit on the loop, a miss on
+ * the thread pool -- so a customer linked by unionid, login or verified
+ * phone keeps receiving events on the surviving id; when PostgreSQL is
+ * unreachable the deterministic ids are used and ingest goes on.  A request
+ * may yield several events (an app upload with a click stream, a login or
+ * unionid link before a message); it is answered once every delivery
+ * report is in, and never acknowledges an event the broker does not hold:
+ * a partial failure is a 503 naming which events were held.
  */
 #ifndef TL_INGEST_H
 #define TL_INGEST_H

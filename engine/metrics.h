@@ -31,6 +31,11 @@
     XX(projection_rows_total, "change records applied to PostgreSQL")         \
     XX(projection_batches_total, "projection transactions committed")         \
     XX(projection_errors_total, "projection batches rolled back and retried") \
+    XX(identity_cache_hits_total, "identity lookups answered from the resolver cache") \
+    XX(identity_cache_misses_total, "identity lookups sent to PostgreSQL")    \
+    XX(identity_degraded_total, "identity lookups answered with the deterministic id because PostgreSQL was unreachable") \
+    XX(identity_rows_total, "identity index rows written by the identity writer") \
+    XX(ingest_links_total, "IdentityLinked events ingest produced for a login or a unionid") \
     XX(http_requests_total, "HTTP requests answered")
 
 typedef enum tl_metric {

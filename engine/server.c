@@ -10,6 +10,7 @@
 #include "error.h"
 #include "fold_worker.h"
 #include "http.h"
+#include "identity.h"
 #include "ingest.h"
 #include "kafka.h"
 #include "log.h"
@@ -23,6 +24,7 @@ typedef struct server {
     int topics_rc, topics_pending;
     atomic_int stopping;
     tl_projection_t *proj;
+    tl_identity_writer_t *identity;
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
     uv_timer_t watchdog;
@@ -80,6 +82,7 @@ static void topics_done(uv_work_t *w, int status) {
     if (status == UV_ECANCELED || atomic_load(&s->stopping)) return;
     if (rc == TL_OK && s->cfg->fold) rc = tl_fold_worker_start(s->kafka, s->cfg, &s->fold);
     if (rc == TL_OK && s->cfg->project) rc = tl_projection_start(s->kafka, s->cfg, "agent", &s->proj);
+    if (rc == TL_OK && s->cfg->identity) rc = tl_identity_writer_start(s->kafka, s->cfg, &s->identity);
     if (rc != TL_OK) {
         tl_error("serve", "cannot start the workers: %s", tl_strerror(rc));
         s->exit_status = 1;
@@ -135,6 +138,7 @@ int tl_server_run(const tl_config_t *cfg) {
     /* The topic check notices `stopping` within one attempt. */
     while (s.topics_pending) uv_run(&s.loop, UV_RUN_ONCE);
     tl_projection_stop(s.proj);
+    tl_identity_writer_stop(s.identity);
     tl_fold_worker_stop(s.fold);
     tl_rest_free(s.rest);
     tl_ingest_free(s.ingest);

@@ -21,6 +21,9 @@
     XX(douyin)                                                                \
     XX(phone)                                                                 \
     XX(api)                                                                   \
+    XX(app)                                                                   \
+    XX(mini_program)                                                          \
+    XX(identity)                                                              \
     XX(change)                                                                \
     XX(fold)                                                                  \
     XX(resident)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "uuid.h"
 #include "suites.h"
 
 #define NOW 1700000000000LL
@@ -89,6 +90,39 @@ START_TEST(api_identity_linked_maps_evidence) {
 }
 END_TEST
 
+START_TEST(api_link_by_evidence_derives_survivor_and_absorbed) {
+    tl_adapter_out_t out;
+    tl_event_t ev;
+    tl_problem_t pb;
+    char survivor[40], absorbed[40];
+    ck_assert_int_eq(parse("{\"tenant_id\":\"acme\",\"platform\":\"wechat\",\"platform_user_id\":\"o-1\","
+                           "\"message_id\":\"unionid:o-1\",\"occurred_at\":1700000000000,\"payload\":{"
+                           "\"type\":\"IdentityLinked\",\"platform\":\"wechat\",\"platform_user_id\":\"o-1\","
+                           "\"evidence\":\"UNIONID\",\"evidence_value\":\"u-9\"}}", &out, &ev, &pb), 0);
+    /* The unionid's customer survives; the follower's is absorbed. */
+    const char *parts[] = {"customer", "acme", "unionid", "u-9"};
+    size_t lens[] = {8, 4, 7, 3};
+    tl_uuid_v5(parts, lens, 4, survivor);
+    tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_WECHAT, TL_STR("o-1"), absorbed);
+    ck_assert(streq(ev.customer_id, survivor));
+    ck_assert(streq(ev.u.link.linked_customer_id, absorbed));
+    ck_assert_int_eq(out.customer_given, 0);
+    tl_adapter_out_close(&out);
+    /* A given customer_id stays the survivor. */
+    ck_assert_int_eq(parse("{\"tenant_id\":\"acme\",\"platform\":\"web\",\"platform_user_id\":\"v\","
+                           "\"message_id\":\"verify-1\",\"occurred_at\":1700000000000,"
+                           "\"customer_id\":\"CCB98EE3-CC1B-581D-AA66-7D85F131E0AF\",\"payload\":{"
+                           "\"type\":\"IdentityLinked\",\"platform\":\"phone\",\"platform_user_id\":"
+                           "\"+8613800138000\",\"evidence\":\"VERIFIED_PHONE\",\"evidence_value\":"
+                           "\"+8613800138000\"}}", &out, &ev, &pb), 0);
+    ck_assert(streq(ev.customer_id, "ccb98ee3-cc1b-581d-aa66-7d85f131e0af"));
+    ck_assert_int_eq(out.customer_given, 1);
+    tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_PHONE, TL_STR("+8613800138000"), absorbed);
+    ck_assert(streq(ev.u.link.linked_customer_id, absorbed));
+    tl_adapter_out_close(&out);
+}
+END_TEST
+
 typedef struct bad_case {
     const char *name, *body;
     int status;
@@ -149,6 +183,7 @@ Suite *tl_api_suite(void) {
     tcase_add_test(tc, api_given_customer_id_is_used_lower_case);
     tcase_add_test(tc, api_transcript_segment_maps_every_field);
     tcase_add_test(tc, api_identity_linked_maps_evidence);
+    tcase_add_test(tc, api_link_by_evidence_derives_survivor_and_absorbed);
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_loop_test(tc, api_bad_input_gets_precise_problem, 0, (int)(sizeof bad_cases / sizeof *bad_cases));

@@ -37,12 +37,14 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <libpq-fe.h>
 #include <openssl/sha.h>
 
 #include "adapter.h"
 #include "codec.h"
 #include "error.h"
 #include "event.h"
+#include "identity.h"
 #include "suites.h"
 #include "support.h"
 #include "uuid.h"
@@ -56,6 +58,8 @@
 #define IN_WECHAT_TOKEN "tok"
 #define IN_DOUYIN_SECRET "sec"
 #define IN_MAX_RECORDS 64
+#define IN_IDENTITY_TTL_MS "300"
+#define IN_INDEX_MS 90000       /* fold + identity writer, on a busy machine */
 
 /* ------------------------------------------------------------ suite state */
 
@@ -63,6 +67,7 @@
  * forked test. */
 static const char *in_brokers, *in_pg_dsn, *in_exe;
 static char in_run_tag[64]; /* in<runner pid>t<epoch s> */
+static char in_db_tag[64];  /* tl_in_<runner pid>_ */
 
 /* One record read back from the events topic, copied out of librdkafka. */
 typedef struct in_rec {
@@ -84,6 +89,10 @@ typedef struct in_test {
     tl_codec_t *codec;
     in_rec_t recs[IN_MAX_RECORDS];
     int nrecs;
+    char db[128];               /* the identity tests' own database */
+    char dsn[512];
+    int have_db;
+    PGconn *pg;
 } in_test_t;
 
 static in_test_t in;
@@ -112,9 +121,18 @@ static void in_cleanup(int ok) {
         curl_easy_cleanup(in.curl);
         in.curl = NULL;
     }
+    if (in.pg != NULL) {
+        PQfinish(in.pg);
+        in.pg = NULL;
+    }
     if (in.have_serve) {
         tl_test_serve_close(&in.serve, ok);
         in.have_serve = 0;
+    }
+    if (in.have_db) {
+        if (tl_test_pg_drop_db(in_pg_dsn, in.db, err, sizeof err) != 0)
+            fprintf(stderr, "cleanup: %s\n", err);
+        in.have_db = 0;
     }
     if (in.prefix[0] != '\0') {
         char topics[160];
@@ -173,11 +191,15 @@ static void in_services_check(void) {
     in_pg_dsn = sv.pg_dsn;
     in_exe = sv.exe;
     snprintf(in_run_tag, sizeof in_run_tag, "in%dt%lld", (int)getpid(), (long long)time(NULL));
+    snprintf(in_db_tag, sizeof in_db_tag, "tl_in_%d_", (int)getpid());
 }
 
 /* Runner process, once: what a test killed on timeout could not release. */
 static void in_services_sweep(void) {
     char err[512];
+    if (in_pg_dsn != NULL && in_db_tag[0] != '\0' &&
+        tl_test_pg_drop_dbs_like(in_pg_dsn, in_db_tag, err, sizeof err) < 0)
+        fprintf(stderr, "sweep: %s\n", err);
     if (in_brokers != NULL && in_run_tag[0] != '\0' &&
         tl_test_kafka_delete_topics(in_brokers, in_run_tag, 10000, err, sizeof err) < 0)
         fprintf(stderr, "sweep: %s\n", err);
@@ -187,23 +209,50 @@ static void in_setup(void) { memset(&in, 0, sizeof in); }
 
 static void in_teardown(void) { in_cleanup(1); }
 
-/* A fresh prefix and an ingest-only server with WeChat and Douyin set up,
- * ready; an HTTP handle and an event codec. */
-static void in_begin(void) {
+/* A fresh prefix and a server with WeChat and Douyin set up, ready; an
+ * HTTP handle and an event codec.  Ingest only (identity resolution falls
+ * back to the deterministic ids on the base database), or, with_index, the
+ * whole pipeline -- fold, agent projection and identity writer -- on a
+ * fresh migrated database, with a short identity cache TTL so that a link
+ * is followed soon after the writer indexed it. */
+static void in_begin_with(int with_index) {
     char err[1024];
     int n = ++in_seq;
     snprintf(in.prefix, sizeof in.prefix, "%sx%dx%d", in_run_tag, (int)getpid(), n);
     snprintf(in.topic, sizeof in.topic, "%s.events", in.prefix);
-    static const char *const extra[] = {
-        "--fold", "0", "--project", "0",
+    static const char *const ingest_only[] = {
+        "--fold", "0", "--project", "0", "--identity", "0",
         "--wechat-token", IN_WECHAT_TOKEN, "--wechat-tenant", IN_TENANT,
         "--douyin-secret", IN_DOUYIN_SECRET, "--douyin-tenant", IN_TENANT,
         NULL,
     };
-    IN_ASSERT(tl_test_serve_init(&in.serve, in_exe, in_brokers, in_pg_dsn, in.prefix,
-                                 IN_PARTITIONS, extra, err, sizeof err) == 0,
+    static const char *const pipeline[] = {
+        "--fold", "1", "--project", "1", "--identity", "1",
+        "--identity-ttl-ms", IN_IDENTITY_TTL_MS, "--batch-ms", "5",
+        "--wechat-token", IN_WECHAT_TOKEN, "--wechat-tenant", IN_TENANT,
+        "--douyin-secret", IN_DOUYIN_SECRET, "--douyin-tenant", IN_TENANT,
+        NULL,
+    };
+    const char *dsn = in_pg_dsn;
+    if (with_index) {
+        snprintf(in.db, sizeof in.db, "%s%d_%d", in_db_tag, (int)getpid(), n);
+        IN_ASSERT(tl_test_pg_dsn_for(in_pg_dsn, in.db, in.dsn, sizeof in.dsn) == 0, "DSN too long");
+        IN_ASSERT(tl_test_pg_create_db(in_pg_dsn, in.db, err, sizeof err) == 0, "%s", err);
+        in.have_db = 1;
+        dsn = in.dsn;
+    }
+    IN_ASSERT(tl_test_serve_init(&in.serve, in_exe, in_brokers, dsn, in.prefix, IN_PARTITIONS,
+                                 with_index ? pipeline : ingest_only, err, sizeof err) == 0,
               "%s", err);
     in.have_serve = 1;
+    if (with_index) {
+        char *migrate[] = {(char *)in_exe, "migrate", "--pg-dsn", in.dsn, NULL};
+        int rc = tl_test_run(migrate, in.serve.log_path, 60000, err, sizeof err);
+        IN_ASSERT(rc == 0, "threadline migrate --pg-dsn \"%s\": %s", in.dsn,
+                  rc < 0 ? err : "non-zero exit (see the log)");
+        in.pg = tl_test_pg_connect(in.dsn, err, sizeof err);
+        IN_ASSERT(in.pg != NULL, "%s", err);
+    }
     IN_ASSERT(tl_test_serve_start(&in.serve, err, sizeof err) == 0, "%s", err);
     IN_ASSERT(tl_test_serve_wait_ready(&in.serve, IN_READY_MS, err, sizeof err) == 0,
               "serve not ready: %s", err);
@@ -213,6 +262,8 @@ static void in_begin(void) {
     in.codec = tl_codec_new_event(&cerr);
     IN_ASSERT(in.codec != NULL, "tl_codec_new_event: %s", tl_strerror(cerr));
 }
+
+static void in_begin(void) { in_begin_with(0); }
 
 /* ------------------------------------------------------------------- HTTP */
 
@@ -984,6 +1035,448 @@ START_TEST(ingest_refused_requests_write_nothing) {
 }
 END_TEST
 
+/* ------------------------------------------------- app, identity links */
+
+/* One entry of the app's list answer. */
+typedef struct in_entry {
+    int index;
+    char type[32];
+    char event_id[40];
+    char customer_id[40];
+    int duplicate;
+    int partition;
+    int64_t offset;
+} in_entry_t;
+
+/* Asserts resp is 202 with the list answer {customer_id, events: [...]};
+ * fills up to max entries, returns how many there are. */
+static int in_parse_list(tl_test_resp_t *resp, const char *what, char customer[40],
+                         in_entry_t *e, int max) {
+    char got[4096];
+    snprintf(got, sizeof got, "%s", resp->body);
+    long st = resp->status;
+    int is_json = tl_test_resp_is(resp, "application/json");
+    tl_test_resp_close(resp);
+    IN_ASSERT(st == 202 && is_json, "%s: HTTP %ld, want 202 application/json: %s", what, st, got);
+    json_error_t je;
+    json_t *j = json_loads(got, 0, &je), *arr = NULL;
+    const char *cust = NULL;
+    int bad = !j || json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s:o}", "customer_id", &cust,
+                                   "events", &arr) != 0 || !json_is_array(arr);
+    int n = bad ? 0 : (int)json_array_size(arr);
+    if (!bad) snprintf(customer, 40, "%s", cust);
+    for (int i = 0; !bad && i < n && i < max; i++) {
+        const char *type, *eid, *cid;
+        json_t *pos;
+        int dup;
+        bad = json_unpack_ex(json_array_get(arr, (size_t)i), &je, JSON_STRICT,
+                             "{s:i, s:s, s:s, s:s, s:b, s:o}", "index", &e[i].index, "type", &type,
+                             "event_id", &eid, "customer_id", &cid, "duplicate", &dup,
+                             "position", &pos) != 0;
+        if (bad) break;
+        snprintf(e[i].type, sizeof e[i].type, "%s", type);
+        snprintf(e[i].event_id, sizeof e[i].event_id, "%s", eid);
+        snprintf(e[i].customer_id, sizeof e[i].customer_id, "%s", cid);
+        e[i].duplicate = dup;
+        long long off = -1;
+        e[i].partition = -1;
+        if (json_is_string(pos)) sscanf(json_string_value(pos), "%d:%lld", &e[i].partition, &off);
+        e[i].offset = off;
+    }
+    json_decref(j);
+    IN_ASSERT(!bad, "%s: not the list answer: %s (%s)", what, got, je.text);
+    return n;
+}
+
+/* Waits until the identity index maps (platform, id) of tenant acme to
+ * want (active), written by the identity writer after the fold applied the
+ * event; evidence, when not NULL, must match too. */
+static void in_wait_identity(const char *platform, const char *id, const char *want,
+                             const char *evidence) {
+    char err[512], last[128] = "no row";
+    const char *params[] = {IN_TENANT, platform, id};
+    int64_t deadline = tl_test_mono_ms() + IN_INDEX_MS;
+    while (tl_test_mono_ms() < deadline) {
+        PGresult *r = tl_test_pg_query(in.pg,
+                                       "SELECT customer_id, coalesce(evidence, '') FROM identities"
+                                       " WHERE tenant_id = $1 AND platform = $2"
+                                       " AND platform_user_id = $3 AND active",
+                                       3, params, err, sizeof err);
+        IN_ASSERT(r != NULL, "reading identities: %s", err);
+        int ok = 0;
+        if (PQntuples(r) == 1) {
+            snprintf(last, sizeof last, "%s (%s)", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+            ok = strcmp(PQgetvalue(r, 0, 0), want) == 0 &&
+                 (!evidence || strcmp(PQgetvalue(r, 0, 1), evidence) == 0);
+        }
+        PQclear(r);
+        if (ok) return;
+        tl_test_sleep_ms(100);
+    }
+    IN_FAIL("identity (%s, %s) not indexed to %s%s%s within %d ms; last: %s", platform, id, want,
+            evidence ? " with evidence " : "", evidence ? evidence : "", IN_INDEX_MS, last);
+}
+
+/* Long enough for the resolver cache to forget what it knew before. */
+static void in_wait_ttl(void) { tl_test_sleep_ms(3 * atoi(IN_IDENTITY_TTL_MS)); }
+
+START_TEST(ingest_app_batch_reaches_the_log) {
+    in_begin();
+    int64_t now = tl_test_now_ms();
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"tenant_id\":\"acme\",\"device_id\":\"dev-a1\","
+             "\"message\":{\"message_id\":\"am-1\",\"sent_at\":%" PRId64 ",\"text\":\"物流到哪了\","
+             "\"entry_point\":\"OrderDetail\"},"
+             "\"events\":[{\"id\":\"e-1\",\"page\":\"Home\",\"action\":\"open\",\"ts\":%" PRId64 "},"
+             "{\"id\":\"e-2\",\"page\":\"Cart\",\"action\":\"tap:checkout\",\"ts\":%" PRId64 "}]}",
+             now - 500, now - 9000, now - 4000);
+    tl_test_resp_t resp;
+    in_entry_t e[8], again[8];
+    char cust[40], cust2[40], want[40];
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    int n = in_parse_list(&resp, "app batch", cust, e, 8);
+    IN_ASSERT(n == 3, "app batch: %d entries, want 3", n);
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_APP, TL_STR("dev-a1"), want);
+    IN_ASSERT(strcmp(cust, want) == 0, "customer %s, want UUIDv5(acme, app, dev-a1) = %s", cust, want);
+    static const char *const types[] = {"MessageReceived", "BehaviorTracked", "BehaviorTracked"};
+    static const char *const keys[] = {"app:am-1", "app:event:e-1", "app:event:e-2"};
+    int64_t occurred[] = {now - 500, now - 9000, now - 4000};
+    for (int i = 0; i < 3; i++) {
+        IN_ASSERT(e[i].index == i && strcmp(e[i].type, types[i]) == 0 && !e[i].duplicate &&
+                      e[i].offset >= 0 && strcmp(e[i].customer_id, want) == 0,
+                  "entry %d: index %d type %s duplicate %d offset %" PRId64, i, e[i].index,
+                  e[i].type, e[i].duplicate, e[i].offset);
+        const in_rec_t *r = in_read_at(e[i].partition, e[i].offset);
+        tl_event_t ev;
+        in_decode(r, &ev);
+        in_check_envelope(r, &ev, i == 0 ? TL_EV_MESSAGE_RECEIVED : TL_EV_BEHAVIOR_TRACKED,
+                          TL_PLATFORM_APP, "dev-a1", keys[i], want, e[i].event_id, occurred[i]);
+        if (i == 0) {
+            IN_STR_EQ(ev.u.message.text, "物流到哪了", "text");
+            IN_STR_EQ(ev.u.message.device_id, "dev-a1", "device_id");
+            IN_STR_EQ(ev.u.message.entry_point, "OrderDetail", "entry_point");
+        } else {
+            IN_STR_EQ(ev.u.behavior.page, i == 1 ? "Home" : "Cart", "page");
+            IN_STR_EQ(ev.u.behavior.action, i == 1 ? "open" : "tap:checkout", "action");
+            IN_STR_EQ(ev.u.behavior.device_id, "dev-a1", "behavior device_id");
+        }
+    }
+    /* The SDK uploads the same batch again: every event is a duplicate
+     * with its first acknowledgement, and nothing more is written. */
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    IN_ASSERT(in_parse_list(&resp, "app resend", cust2, again, 8) == 3, "resend: not 3 entries");
+    for (int i = 0; i < 3; i++)
+        IN_ASSERT(again[i].duplicate && strcmp(again[i].event_id, e[i].event_id) == 0 &&
+                      again[i].offset == e[i].offset,
+                  "resend entry %d: duplicate %d, %s at %" PRId64 "; first was %s at %" PRId64, i,
+                  again[i].duplicate, again[i].event_id, again[i].offset, e[i].event_id,
+                  e[i].offset);
+    IN_ASSERT(in_read_all() == 3, "%s holds %d records after a batch of 3 sent twice", in.topic,
+              in.nrecs);
+
+    /* A refused batch writes nothing: the second click has no page. */
+    snprintf(body, sizeof body,
+             "{\"tenant_id\":\"acme\",\"device_id\":\"dev-a1\",\"events\":["
+             "{\"id\":\"e-3\",\"page\":\"Home\",\"action\":\"open\",\"ts\":%" PRId64 "},"
+             "{\"id\":\"e-4\",\"action\":\"open\",\"ts\":%" PRId64 "}]}", now, now);
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    in_expect_problem(&resp, 422, "missing-field", "app batch with a page missing");
+    IN_ASSERT(in_read_all() == 3, "a refused batch wrote: %s holds %d records", in.topic, in.nrecs);
+    printf("ingest: app: one upload, 202 with 3 entries (MessageReceived, 2 x BehaviorTracked) "
+           "read back at their positions; the resend is 3 duplicates, a bad batch writes none\n");
+    fflush(stdout);
+}
+END_TEST
+
+START_TEST(ingest_app_login_links_device_into_account) {
+    in_begin_with(1);
+    int64_t now = tl_test_now_ms();
+    char body[1024], cust[40], dev[40], acct[40];
+    in_entry_t e[4];
+    tl_test_resp_t resp;
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_APP, TL_STR("dev-l1"), dev);
+    tl_identity_default_id(TL_STR(IN_TENANT), "account", TL_STR("u-7"), acct);
+
+    /* Anonymous: the device's own customer. */
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"device_id\":\"dev-l1\",\"message\":{"
+             "\"message_id\":\"lm-1\",\"sent_at\":%" PRId64 ",\"text\":\"hi\"}}", now);
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    IN_ASSERT(in_parse_list(&resp, "anonymous", cust, e, 4) == 1, "anonymous: not 1 entry");
+    IN_ASSERT(strcmp(cust, dev) == 0, "anonymous upload on %s, want the device's %s", cust, dev);
+
+    /* Logged in: the link first, then the message, both on the account. */
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"device_id\":\"dev-l1\",\"account_id\":"
+             "\"u-7\",\"message\":{\"message_id\":\"lm-2\",\"sent_at\":%" PRId64 ",\"text\":\"我登录了\"}}",
+             now);
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    int n = in_parse_list(&resp, "login", cust, e, 4);
+    IN_ASSERT(n == 2 && e[0].index == -1 && strcmp(e[0].type, "IdentityLinked") == 0 &&
+                  e[1].index == 0 && strcmp(cust, acct) == 0,
+              "login: %d entries, first %s index %d, customer %s (account's %s)", n, e[0].type,
+              e[0].index, cust, acct);
+    const in_rec_t *r = in_read_at(e[0].partition, e[0].offset);
+    tl_event_t ev;
+    in_decode(r, &ev);
+    in_check_envelope(r, &ev, TL_EV_IDENTITY_LINKED, TL_PLATFORM_APP, "dev-l1",
+                      "app:login:dev-l1:u-7", acct, e[0].event_id, ev.occurred_at);
+    IN_STR_EQ(ev.u.link.linked_customer_id, dev, "linked_customer_id");
+    IN_ASSERT(ev.u.link.evidence == TL_EVIDENCE_LOGIN, "evidence %d, want LOGIN", (int)ev.u.link.evidence);
+    IN_STR_EQ(ev.u.link.evidence_value, "u-7", "evidence_value");
+
+    /* Once the index has it, the device's uploads go to the account, even
+     * logged out, and a new login upload links nothing again. */
+    in_wait_identity("app", "dev-l1", acct, "LOGIN");
+    in_wait_identity("account", "u-7", acct, "LOGIN");
+    in_wait_ttl();
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"device_id\":\"dev-l1\",\"events\":[{"
+             "\"id\":\"le-1\",\"page\":\"Home\",\"action\":\"open\",\"ts\":%" PRId64 "}]}", now);
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    IN_ASSERT(in_parse_list(&resp, "logged out", cust, e, 4) == 1 && strcmp(cust, acct) == 0,
+              "logged-out upload on %s, want the account's %s", cust, acct);
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"device_id\":\"dev-l1\",\"account_id\":"
+             "\"u-7\",\"message\":{\"message_id\":\"lm-3\",\"sent_at\":%" PRId64 ",\"text\":\"again\"}}",
+             now);
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    n = in_parse_list(&resp, "login again", cust, e, 4);
+    IN_ASSERT(n == 1 && e[0].index == 0 && strcmp(cust, acct) == 0,
+              "second login upload: %d entries (first %s), customer %s", n, e[0].type, cust);
+
+    /* An agent unlinks them: the index forgets the link, and the device's
+     * anonymous uploads are its own customer's again. */
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"platform\":\"app\",\"platform_user_id\":"
+             "\"dev-l1\",\"message_id\":\"unlink-1\",\"occurred_at\":%" PRId64 ",\"customer_id\":\"%s\","
+             "\"payload\":{\"type\":\"IdentityUnlinked\",\"linked_customer_id\":\"%s\",\"platform\":"
+             "\"app\",\"platform_user_id\":\"dev-l1\",\"reason\":\"shared phone\"}}", now, acct, dev);
+    in_ack_t ack;
+    in_post("/v1/ingest/api", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "unlink", &ack);
+    char err[512];
+    const char *params[] = {IN_TENANT, acct, dev};
+    int64_t deadline = tl_test_mono_ms() + IN_INDEX_MS, active = 1;
+    while (active && tl_test_mono_ms() < deadline) {
+        IN_ASSERT(tl_test_pg_int(in.pg, "SELECT count(*) FROM identity_merges WHERE tenant_id = $1"
+                                        " AND survivor = $2 AND absorbed = $3 AND active",
+                                 3, params, &active, err, sizeof err) == 0, "%s", err);
+        if (active) tl_test_sleep_ms(100);
+    }
+    IN_ASSERT(!active, "the merge of %s into %s is still active %d ms after the unlink", dev, acct,
+              IN_INDEX_MS);
+    in_wait_ttl();
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"device_id\":\"dev-l1\",\"events\":[{"
+             "\"id\":\"le-2\",\"page\":\"Home\",\"action\":\"open\",\"ts\":%" PRId64 "}]}", now);
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    IN_ASSERT(in_parse_list(&resp, "after unlink", cust, e, 4) == 1 && strcmp(cust, dev) == 0,
+              "upload after the unlink on %s, want the device's own %s", cust, dev);
+    printf("ingest: app login: IdentityLinked (LOGIN) absorbed the device's customer into the "
+           "account's; once indexed, the device's uploads land on the account, no second link; "
+           "after IdentityUnlinked they are the device's own again\n");
+    fflush(stdout);
+}
+END_TEST
+
+/* With no broker to acknowledge anything, an app upload is refused whole:
+ * 503 with Retry-After, no event claimed. */
+START_TEST(ingest_app_unacknowledged_upload_is_503) {
+    char err[1024], brokers[64], url[512];
+    int n = ++in_seq, port = tl_test_free_port();
+    IN_ASSERT(port > 0, "no free port");
+    snprintf(brokers, sizeof brokers, "127.0.0.1:%d", port);   /* nobody listens */
+    snprintf(in.prefix, sizeof in.prefix, "%sx%dx%d", in_run_tag, (int)getpid(), n);
+    static const char *const extra[] = {"--fold", "0", "--project", "0", "--identity", "0",
+                                        "--ack-timeout-ms", "2000", NULL};
+    IN_ASSERT(tl_test_serve_init(&in.serve, in_exe, brokers, in_pg_dsn, in.prefix, IN_PARTITIONS,
+                                 extra, err, sizeof err) == 0, "%s", err);
+    in.have_serve = 1;
+    IN_ASSERT(tl_test_serve_start(&in.serve, err, sizeof err) == 0, "%s", err);
+    in.curl = curl_easy_init();
+    IN_ASSERT(in.curl != NULL, "curl_easy_init failed");
+    /* Up (it answers /healthz) though not ready: the broker is missing. */
+    snprintf(url, sizeof url, "%s/healthz", in.serve.base_url);
+    int64_t deadline = tl_test_mono_ms() + IN_READY_MS;
+    long st = 0;
+    while (st != 200 && tl_test_mono_ms() < deadline) {
+        tl_test_resp_t hr;
+        if (tl_test_http(in.curl, "GET", url, NULL, 0, 2000, &hr) == 0) st = hr.status;
+        tl_test_resp_close(&hr);
+        if (st != 200) tl_test_sleep_ms(200);
+    }
+    IN_ASSERT(st == 200, "serve did not answer /healthz within %d ms", IN_READY_MS);
+
+    int64_t now = tl_test_now_ms();
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"tenant_id\":\"acme\",\"device_id\":\"dev-down\",\"message\":{\"message_id\":\"m\","
+             "\"sent_at\":%" PRId64 ",\"text\":\"anyone?\"},\"events\":[{\"id\":\"1\",\"page\":\"p\","
+             "\"action\":\"a\",\"ts\":%" PRId64 "}]}", now, now);
+    tl_test_resp_t resp;
+    in_post("/v1/ingest/app", "application/json", NULL, body, &resp);
+    char got[1024];
+    snprintf(got, sizeof got, "%s", resp.body);
+    int problem = tl_test_resp_is(&resp, "application/problem+json");
+    st = resp.status;
+    tl_test_resp_close(&resp);
+    IN_ASSERT(st == 503 && problem && strstr(got, "urn:threadline:problem:kafka-unavailable") &&
+                  !strstr(got, "\"held\":[{"),
+              "upload with no broker: HTTP %ld: %s", st, got);
+    printf("ingest: app with no broker: 503 kafka-unavailable, nothing claimed as held\n");
+    fflush(stdout);
+}
+END_TEST
+
+/* A plain-mode WeChat text from openid `from`. */
+static void in_wechat_text(const char *from, const char *msgid, const char *text) {
+    char xml[1024];
+    int64_t now_s = tl_test_now_ms() / 1000;
+    snprintf(xml, sizeof xml,
+             "<xml><ToUserName><![CDATA[gh_3f1e2d4c5b6a]]></ToUserName>"
+             "<FromUserName><![CDATA[%s]]></FromUserName><CreateTime>%" PRId64 "</CreateTime>"
+             "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content>"
+             "<MsgId>%s</MsgId></xml>", from, now_s, text, msgid);
+    tl_test_resp_t resp;
+    in_wechat_post(IN_WECHAT_TOKEN, now_s, xml, &resp);
+    char got[256];
+    snprintf(got, sizeof got, "%s", resp.body);
+    long st = resp.status;
+    tl_test_resp_close(&resp);
+    IN_ASSERT(st == 200 && strcmp(got, "success") == 0, "wechat %s: HTTP %ld: %s", msgid, st, got);
+}
+
+/* The customer the record with idempotency key `key` is on. */
+static void in_customer_of(const char *key, char out[40]) {
+    int n = in_read_all();
+    for (int i = 0; i < n; i++) {
+        tl_event_t ev;
+        in_decode(&in.recs[i], &ev);
+        if (in_str_is(ev.idempotency_key, key)) {
+            snprintf(out, 40, "%.*s", (int)ev.customer_id.len, ev.customer_id.ptr);
+            return;
+        }
+    }
+    IN_FAIL("no record with key %s in %s", key, in.topic);
+}
+
+START_TEST(ingest_unionid_joins_mini_program_and_official_account) {
+    in_begin_with(1);
+    int64_t now = tl_test_now_ms();
+    char body[1024], oa[40], mp[40], un[40], got[40];
+    tl_test_resp_t resp;
+    in_ack_t ack;
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_WECHAT, TL_STR("o-oa-1"), oa);
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_MINI_PROGRAM, TL_STR("o-mp-1"), mp);
+    tl_identity_default_id(TL_STR(IN_TENANT), "unionid", TL_STR("un-1"), un);
+
+    /* The follower writes on the Official Account: no unionid there. */
+    in_wechat_text("o-oa-1", "5001", "公众号来的");
+    in_customer_of("wechat:5001", got);
+    IN_ASSERT(strcmp(got, oa) == 0, "OA message on %s, want the openid's %s", got, oa);
+
+    /* The same person in the mini-program, with the unionid. */
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"openid\":\"o-mp-1\",\"unionid\":\"un-1\","
+             "\"message_id\":\"mp-1\",\"sent_at\":%" PRId64 ",\"text\":\"小程序来的\"}", now);
+    in_post("/v1/ingest/mini_program", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "mini_program", &ack);
+    IN_ASSERT(strcmp(ack.customer_id, un) == 0, "mini-program message on %s, want the unionid's %s",
+              ack.customer_id, un);
+
+    /* A connector tells threadline the follower's unionid. */
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"platform\":\"wechat\",\"platform_user_id\":"
+             "\"o-oa-1\",\"message_id\":\"unionid:o-oa-1\",\"occurred_at\":%" PRId64 ",\"payload\":{"
+             "\"type\":\"IdentityLinked\",\"platform\":\"wechat\",\"platform_user_id\":\"o-oa-1\","
+             "\"evidence\":\"UNIONID\",\"evidence_value\":\"un-1\"}}", now);
+    in_post("/v1/ingest/api", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "api unionid link", &ack);
+    IN_ASSERT(strcmp(ack.customer_id, un) == 0, "unionid link on %s, want the unionid's %s",
+              ack.customer_id, un);
+    const in_rec_t *r = in_read_ack(&ack);
+    tl_event_t ev;
+    in_decode(r, &ev);
+    IN_STR_EQ(ev.u.link.linked_customer_id, oa, "link absorbs the follower's customer");
+
+    in_wait_identity("unionid", "un-1", un, "UNIONID");
+    in_wait_identity("mini_program", "o-mp-1", un, "UNIONID");
+    in_wait_identity("wechat", "o-oa-1", un, "UNIONID");
+    in_wait_ttl();
+
+    /* One customer: the next OA message and mini-program message both
+     * land on the unionid's customer, and the mini-program is not linked
+     * a second time. */
+    in_wechat_text("o-oa-1", "5002", "还是我");
+    in_customer_of("wechat:5002", got);
+    IN_ASSERT(strcmp(got, un) == 0, "OA message after the link on %s, want %s", got, un);
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"openid\":\"o-mp-1\",\"unionid\":\"un-1\","
+             "\"message_id\":\"mp-2\",\"sent_at\":%" PRId64 ",\"text\":\"again\"}", now);
+    in_post("/v1/ingest/mini_program", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "mini_program again", &ack);
+    IN_ASSERT(strcmp(ack.customer_id, un) == 0, "second mini-program message on %s", ack.customer_id);
+    int n = in_read_all(), links = 0;
+    for (int i = 0; i < n; i++) {
+        in_decode(&in.recs[i], &ev);
+        links += ev.kind == TL_EV_IDENTITY_LINKED && ev.platform == TL_PLATFORM_MINI_PROGRAM;
+    }
+    IN_ASSERT(links == 1, "%d mini-program unionid links in the log, want 1", links);
+    printf("ingest: unionid: mini-program (linked by its unionid) and Official Account follower "
+           "(linked by a connector's UNIONID link) are one customer %s\n", un);
+    fflush(stdout);
+}
+END_TEST
+
+START_TEST(ingest_verified_phone_routes_caller_to_linked_customer) {
+    in_begin_with(1);
+    int64_t now = tl_test_now_ms();
+    char body[1024], web[40], phone[40], other[40];
+    tl_test_resp_t resp;
+    in_ack_t ack;
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_WEB, TL_STR("v-ph"), web);
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_PHONE, TL_STR("+8613800138000"), phone);
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_PHONE, TL_STR("+8613900139000"), other);
+#define SEGMENT(call, seg, number)                                                               \
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"call_id\":\"%s\",\"segment_id\":\"%s\","  \
+             "\"caller_number\":\"%s\",\"speaker\":\"customer\",\"start_ms\":0,\"end_ms\":900,"      \
+             "\"text\":\"喂\",\"confidence\":0.9,\"call_started_at\":%" PRId64 "}", call, seg,       \
+             number, now)
+
+    /* Before the phone is verified, a call is its number's own customer. */
+    SEGMENT("call-1", "1", "13800138000");
+    in_post("/v1/ingest/phone", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "phone before", &ack);
+    IN_ASSERT(strcmp(ack.customer_id, phone) == 0, "call before the link on %s, want %s",
+              ack.customer_id, phone);
+
+    /* The shop verified the web customer's phone (an SMS code). */
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"platform\":\"web\",\"platform_user_id\":"
+             "\"v-ph\",\"message_id\":\"verify-1\",\"occurred_at\":%" PRId64 ",\"customer_id\":\"%s\","
+             "\"payload\":{\"type\":\"IdentityLinked\",\"platform\":\"phone\",\"platform_user_id\":"
+             "\"+8613800138000\",\"evidence\":\"VERIFIED_PHONE\",\"evidence_value\":\"+8613800138000\"}}",
+             now, web);
+    in_post("/v1/ingest/api", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "verified phone link", &ack);
+    IN_ASSERT(strcmp(ack.customer_id, web) == 0, "link on %s, want the web customer %s",
+              ack.customer_id, web);
+    const in_rec_t *r = in_read_ack(&ack);
+    tl_event_t ev;
+    in_decode(r, &ev);
+    IN_STR_EQ(ev.u.link.linked_customer_id, phone, "link absorbs the number's customer");
+
+    in_wait_identity("phone", "+8613800138000", web, "VERIFIED_PHONE");
+    in_wait_ttl();
+    SEGMENT("call-2", "1", "+86 138-0013-8000");
+    in_post("/v1/ingest/phone", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "phone after", &ack);
+    IN_ASSERT(strcmp(ack.customer_id, web) == 0, "call after the link on %s, want the web customer %s",
+              ack.customer_id, web);
+    SEGMENT("call-3", "1", "13900139000");
+    in_post("/v1/ingest/phone", "application/json", NULL, body, &resp);
+    in_parse_ack(&resp, 202, "other caller", &ack);
+    IN_ASSERT(strcmp(ack.customer_id, other) == 0, "another number's call on %s, want %s",
+              ack.customer_id, other);
+#undef SEGMENT
+    printf("ingest: verified phone: after a VERIFIED_PHONE link, calls from +8613800138000 land on "
+           "the web customer %s; other numbers stay their own\n", web);
+    fflush(stdout);
+}
+END_TEST
+
 Suite *tl_ingest_suite(void) {
     Suite *s = suite_create("ingest");
     TCase *tc = tcase_create("services");
@@ -997,6 +1490,18 @@ Suite *tl_ingest_suite(void) {
     tcase_add_test(tc, ingest_phone_segment_reaches_the_log);
     tcase_add_test(tc, ingest_resend_is_a_duplicate_and_writes_nothing);
     tcase_add_test(tc, ingest_refused_requests_write_nothing);
+    tcase_add_test(tc, ingest_app_batch_reaches_the_log);
+    tcase_add_test(tc, ingest_app_unacknowledged_upload_is_503);
+    suite_add_tcase(s, tc);
+    /* The whole pipeline on its own database: fold, projections and the
+     * identity writer must have applied a link before ingest follows it. */
+    tc = tcase_create("identity");
+    tcase_set_timeout(tc, 300);
+    tcase_add_unchecked_fixture(tc, in_services_check, in_services_sweep);
+    tcase_add_checked_fixture(tc, in_setup, in_teardown);
+    tcase_add_test(tc, ingest_app_login_links_device_into_account);
+    tcase_add_test(tc, ingest_unionid_joins_mini_program_and_official_account);
+    tcase_add_test(tc, ingest_verified_phone_routes_caller_to_linked_customer);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,181 @@
+/* test_identity.c -- engine/identity.c without PostgreSQL: key derivation,
+ * deterministic ids, the LRU cache with its TTL, and a resolver that
+ * cannot reach the database degrading to the deterministic ids. */
+#include <stdio.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "error.h"
+#include "identity.h"
+#include "metrics.h"
+#include "suites.h"
+
+#define CUST_A "0b8a2f0e-9a51-5c1f-8d6b-1f2d3c4b5a60"
+#define CUST_B "5d0b9c7e-2c1a-5e3f-9a8b-7c6d5e4f3a21"
+
+START_TEST(identity_key_joins_with_nul_and_refuses_overflow) {
+    char k1[64], k2[64];
+    size_t n1 = tl_identity_key(TL_STR("ab"), "app", TL_STR("c"), k1, sizeof k1);
+    size_t n2 = tl_identity_key(TL_STR("a"), "app", TL_STR("bc"), k2, sizeof k2);
+    ck_assert_uint_eq(n1, 8);
+    ck_assert_uint_eq(n2, 8);
+    ck_assert(memcmp(k1, "ab\0app\0c", 8) == 0);
+    ck_assert(memcmp(k1, k2, 8) != 0);
+    ck_assert_uint_eq(tl_identity_key(TL_STR("tenant"), "unionid", TL_STR("x"), k1, 8), 0);
+}
+END_TEST
+
+START_TEST(identity_default_id_matches_adapters_and_separates_kinds) {
+    char a[40], b[40], c[40];
+    tl_identity_default_id(TL_STR("acme"), "wechat", TL_STR("o-1"), a);
+    tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_WECHAT, TL_STR("o-1"), b);
+    ck_assert_str_eq(a, b);
+    tl_identity_default_id(TL_STR("acme"), "unionid", TL_STR("o-1"), c);
+    ck_assert_str_ne(a, c);
+    tl_identity_default_id(TL_STR("other"), "wechat", TL_STR("o-1"), c);
+    ck_assert_str_ne(a, c);
+}
+END_TEST
+
+START_TEST(identity_evidence_kinds) {
+    ck_assert_str_eq(tl_identity_evidence_kind(TL_EVIDENCE_UNIONID), "unionid");
+    ck_assert_str_eq(tl_identity_evidence_kind(TL_EVIDENCE_VERIFIED_PHONE), "phone");
+    ck_assert_str_eq(tl_identity_evidence_kind(TL_EVIDENCE_LOGIN), "account");
+    ck_assert_ptr_null(tl_identity_evidence_kind(TL_EVIDENCE_AGENT));
+    ck_assert_ptr_null(tl_identity_evidence_kind(TL_EVIDENCE_OTHER));
+}
+END_TEST
+
+START_TEST(identity_cache_hits_until_ttl) {
+    tl_identity_cache_t *c = tl_identity_cache_new(4, 1000);
+    char cust[40];
+    int found = -1;
+    ck_assert_int_eq(tl_identity_cache_get(c, "k", 1, 0, cust, &found), 0);
+    tl_identity_cache_put(c, "k", 1, CUST_A, 1, 100);
+    ck_assert_int_eq(tl_identity_cache_get(c, "k", 1, 1099, cust, &found), 1);
+    ck_assert_str_eq(cust, CUST_A);
+    ck_assert_int_eq(found, 1);
+    /* Expired: dropped, a miss. */
+    ck_assert_int_eq(tl_identity_cache_get(c, "k", 1, 1100, cust, &found), 0);
+    ck_assert_uint_eq(tl_identity_cache_size(c), 0);
+    /* A miss from the index is cached too. */
+    tl_identity_cache_put(c, "m", 1, CUST_B, 0, 2000);
+    ck_assert_int_eq(tl_identity_cache_get(c, "m", 1, 2001, cust, &found), 1);
+    ck_assert_int_eq(found, 0);
+    ck_assert_str_eq(cust, CUST_B);
+    /* A put replaces. */
+    tl_identity_cache_put(c, "m", 1, CUST_A, 1, 2002);
+    ck_assert_int_eq(tl_identity_cache_get(c, "m", 1, 2003, cust, &found), 1);
+    ck_assert_str_eq(cust, CUST_A);
+    ck_assert_uint_eq(tl_identity_cache_size(c), 1);
+    tl_identity_cache_free(c);
+}
+END_TEST
+
+START_TEST(identity_cache_evicts_least_recently_used) {
+    tl_identity_cache_t *c = tl_identity_cache_new(3, 60000);
+    char cust[40];
+    int found;
+    tl_identity_cache_put(c, "a", 1, CUST_A, 1, 1);
+    tl_identity_cache_put(c, "b", 1, CUST_A, 1, 2);
+    tl_identity_cache_put(c, "c", 1, CUST_A, 1, 3);
+    /* Touch a: b is now the least recently used. */
+    ck_assert_int_eq(tl_identity_cache_get(c, "a", 1, 4, cust, &found), 1);
+    tl_identity_cache_put(c, "d", 1, CUST_B, 1, 5);
+    ck_assert_uint_eq(tl_identity_cache_size(c), 3);
+    ck_assert_int_eq(tl_identity_cache_get(c, "b", 1, 6, cust, &found), 0);
+    ck_assert_int_eq(tl_identity_cache_get(c, "a", 1, 6, cust, &found), 1);
+    ck_assert_int_eq(tl_identity_cache_get(c, "c", 1, 6, cust, &found), 1);
+    ck_assert_int_eq(tl_identity_cache_get(c, "d", 1, 6, cust, &found), 1);
+    ck_assert_str_eq(cust, CUST_B);
+    /* Keys that differ only after a NUL are different keys. */
+    tl_identity_cache_put(c, "x\0y", 3, CUST_A, 1, 7);
+    ck_assert_int_eq(tl_identity_cache_get(c, "x\0z", 3, 8, cust, &found), 0);
+    ck_assert_int_eq(tl_identity_cache_get(c, "x\0y", 3, 8, cust, &found), 1);
+    tl_identity_cache_free(c);
+    tl_identity_cache_free(NULL);
+}
+END_TEST
+
+START_TEST(identity_cache_bounded_under_many_keys) {
+    tl_identity_cache_t *c = tl_identity_cache_new(100, 60000);
+    char key[32], cust[40];
+    int found;
+    for (int i = 0; i < 10000; i++) {
+        int n = snprintf(key, sizeof key, "visitor-%d", i);
+        tl_identity_cache_put(c, key, (size_t)n, CUST_A, 0, i);
+        ck_assert_uint_le(tl_identity_cache_size(c), 100);
+    }
+    int n = snprintf(key, sizeof key, "visitor-%d", 9999);
+    ck_assert_int_eq(tl_identity_cache_get(c, key, (size_t)n, 10000, cust, &found), 1);
+    n = snprintf(key, sizeof key, "visitor-%d", 0);
+    ck_assert_int_eq(tl_identity_cache_get(c, key, (size_t)n, 10000, cust, &found), 0);
+    tl_identity_cache_free(c);
+}
+END_TEST
+
+/* The resolver with PostgreSQL unreachable (a port nothing listens on):
+ * every lookup comes back with the deterministic id, degraded, counted. */
+static int resolved, was_degraded;
+static void on_done(void *arg, int degraded) {
+    (void)arg;
+    resolved++;
+    was_degraded = degraded;
+}
+
+START_TEST(identity_resolver_degrades_to_deterministic_ids) {
+    uv_loop_t loop;
+    tl_config_t cfg;
+    tl_identity_t *idx;
+    ck_assert_int_eq(tl_config_init(&cfg), 0);
+    cfg.pg_dsn = "host=127.0.0.1 port=1 dbname=none user=none";
+    cfg.identity_cache = 16;
+    cfg.identity_ttl_ms = 60000;
+    uv_loop_init(&loop);
+    ck_assert_int_eq(tl_identity_new(&loop, &cfg, &idx), 0);
+    uint64_t before = atomic_load(&tl_metrics[TL_M_identity_degraded_total]);
+    tl_identity_lookup_t l[2] = {
+        {.tenant = TL_STR("acme"), .kind = "app", .id = TL_STR("dev-1")},
+        {.tenant = TL_STR("acme"), .kind = "account", .id = TL_STR("u-1")},
+    };
+    resolved = 0;
+    ck_assert_int_eq(tl_identity_resolve(idx, l, 2, on_done, NULL), 0);
+    ck_assert_int_eq(tl_identity_in_flight(idx), 1);
+    while (!resolved) uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_int_eq(resolved, 1);
+    ck_assert_int_eq(was_degraded, 1);
+    char want[40];
+    tl_identity_default_id(TL_STR("acme"), "app", TL_STR("dev-1"), want);
+    ck_assert_str_eq(l[0].customer_id, want);
+    ck_assert_int_eq(l[0].found, 0);
+    tl_identity_default_id(TL_STR("acme"), "account", TL_STR("u-1"), want);
+    ck_assert_str_eq(l[1].customer_id, want);
+    ck_assert_uint_eq(atomic_load(&tl_metrics[TL_M_identity_degraded_total]) - before, 2);
+    /* Degraded answers are not cached: the next request asks again. */
+    resolved = 0;
+    ck_assert_int_eq(tl_identity_resolve(idx, l, 1, on_done, NULL), 0);
+    ck_assert_int_eq(tl_identity_in_flight(idx), 1);
+    while (!resolved) uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_int_eq(tl_identity_resolve(idx, l, 0, on_done, NULL), TL_EINVAL);
+    tl_identity_free(idx);
+    uv_loop_close(&loop);
+}
+END_TEST
+
+Suite *tl_identity_suite(void) {
+    Suite *s = suite_create("identity");
+    TCase *tc = tcase_create("keys");
+    tcase_add_test(tc, identity_key_joins_with_nul_and_refuses_overflow);
+    tcase_add_test(tc, identity_default_id_matches_adapters_and_separates_kinds);
+    tcase_add_test(tc, identity_evidence_kinds);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cache");
+    tcase_add_test(tc, identity_cache_hits_until_ttl);
+    tcase_add_test(tc, identity_cache_evicts_least_recently_used);
+    tcase_add_test(tc, identity_cache_bounded_under_many_keys);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("resolver");
+    tcase_add_test(tc, identity_resolver_degrades_to_deterministic_ids);
+    suite_add_tcase(s, tc);
+    return s;
+}
