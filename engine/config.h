@@ -64,7 +64,10 @@
        "WeChat EncodingAESKey (43 chars): safe mode; needs --wechat-appid")               \
     XX(wechat_appid, "wechat-appid", STR, "", "WeChat AppID, checked in safe mode")        \
     XX(wechat_tenant, "wechat-tenant", STR, "default",                                     \
-       "tenant the WeChat Official Account's customers belong to")
+       "tenant the WeChat Official Account's customers belong to")                        \
+    XX(auth, "auth", STR, "required",                                                      \
+       "\"required\": every REST call needs a bearer key (threadline keys); \"off\": "      \
+       "no checks, every caller is an admin -- UNSAFE, for local trials and tests only")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;
