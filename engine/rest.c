@@ -613,7 +613,12 @@ static void after_work(uv_work_t *w, int status) {
         else if (j->status_code == 200 || j->status_code == 0) {
             tl_problem_set(&j->pb, 500, "internal", "Internal error", NULL, "out of memory");
             tl_http_problem(req, &j->pb);
-        } else tl_http_problem(req, &j->pb);
+        } else {
+            if (j->status_code == 401)
+                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                               H2O_STRLIT("Bearer realm=\"threadline\""));
+            tl_http_problem(req, &j->pb);
+        }
     }
     job_free(j);
 }
