@@ -30,7 +30,8 @@
     XX(pipeline)                                                              \
     XX(fold_worker)                                                           \
     XX(ingest)                                                                \
-    XX(rest)
+    XX(rest)                                                                  \
+    XX(openapi)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)
