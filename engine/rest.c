@@ -93,13 +93,17 @@ typedef struct job {
     char *out;
 } job_t;
 
-/* One connection per thread-pool thread, made on first use. */
+/* One connection per thread-pool thread, made on first use, with the
+ * statements it has prepared (bit i: statement i of `stmts`); a new
+ * connection starts with none. */
 static _Thread_local PGconn *tls_pg;
+static _Thread_local uint64_t tls_prepared;
 
 static PGconn *pool_pg(const char *dsn) {
     int err;
     if (tls_pg && PQstatus(tls_pg) == CONNECTION_OK) return tls_pg;
     PQfinish(tls_pg);
+    tls_prepared = 0;
     tls_pg = tl_pg_connect(dsn, &err);
     return tls_pg;
 }
@@ -240,14 +244,47 @@ static int wait_after(job_t *j, PGconn *pg, const char *consumer) {
     return -1;
 }
 
-/* Runs sql with params; on failure fills the job's 503 and returns NULL. */
-static PGresult *query(job_t *j, PGconn *pg, const char *sql, int n, const char *const *vals) {
-    PGresult *r = PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
+/* Every statement, prepared once per connection: planning these is a good
+ * part of a small read's cost.  The view statements follow, one per view. */
+enum { S_LIST, S_CONV, S_HEADER, S_CUSTOMER, S_CONFLICTS, S_WRITE_CONV, S_WRITE_CONFLICT, S_ITEMS };
+
+static int stmt_index(const char *sql) {
+    const char *const fixed[] = {list_sql, conv_sql, header_sql, customer_sql, conflicts_sql,
+                                 write_conv_sql, write_conflict_sql};
+    for (int i = 0; i < S_ITEMS; i++)
+        if (sql == fixed[i]) return i;
+    return -1;
+}
+
+/* Runs sql with params (prepared on first use as statement `idx`, or
+ * unprepared when idx < 0); on failure fills the job's 503 and returns
+ * NULL. */
+static PGresult *query_as(job_t *j, PGconn *pg, int idx, const char *sql, int n,
+                          const char *const *vals) {
+    PGresult *r;
+    char name[16];
+    if (idx >= 0 && idx < 64) {
+        snprintf(name, sizeof name, "rest_%d", idx);
+        if (!(tls_prepared & (1ull << idx))) {
+            r = PQprepare(pg, name, sql, n, NULL);
+            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (ok) tls_prepared |= 1ull << idx;
+        }
+        r = tls_prepared & (1ull << idx) ? PQexecPrepared(pg, name, n, vals, NULL, NULL, 0)
+                                         : PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
+    } else {
+        r = PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
+    }
     if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
     tl_warn("rest", "query: %s", PQerrorMessage(pg));
     PQclear(r);
     fail503(j, "postgres-unavailable", "Views unavailable", "the query failed; try again");
     return NULL;
+}
+
+static PGresult *query(job_t *j, PGconn *pg, const char *sql, int n, const char *const *vals) {
+    return query_as(j, pg, stmt_index(sql), sql, n, vals);
 }
 
 /* Renders a page: {"items":[rows' col 0...],"next_cursor":...} into j->out,
@@ -312,7 +349,7 @@ static void run_read(job_t *j, PGconn *pg, const char *const *scope) {
         snprintf(sql, sizeof sql, items_sql_fmt, views[j->view][1]);
         const char *iv[] = {tenant, j->id, c0, c0 ? j->cursor[1] : NULL, c0 ? j->cursor[2] : NULL,
                             c0 ? j->cursor_id : NULL, limit};
-        if (!header || !(r = query(j, pg, sql, 7, iv))) {
+        if (!header || !(r = query_as(j, pg, S_ITEMS + j->view, sql, 7, iv))) {
             free(header);
             if (!j->status_code) fail503(j, "overloaded", "Overloaded", "out of memory");
             return;
