@@ -44,8 +44,8 @@ static int cmd_migrate(const tl_config_t *cfg) {
 
 static const command_t commands[] = {
     {"serve", "run ingest, fold, projection and the REST API in one process",
-     "Serves HTTP on --http: POST /v1/ingest/{platform}, GET /v1/conversations/{id}/timeline,\n"
-     "GET /v1/customers/{id}, /healthz, /readyz, /metrics.  --kafka embedded uses librdkafka's\n"
+     "Serves HTTP on --http: POST /v1/ingest/{platform}, the agent REST API of docs/api.md\n"
+     "(bearer keys; --auth off only for local trials), /healthz, /readyz, /metrics.  --kafka embedded uses librdkafka's\n"
      "in-process mock cluster (memory only; never for durability claims).", cmd_serve},
     {"migrate", "apply the PostgreSQL migrations of schemas/postgres once each",
      "Applies every migration not yet recorded in schema_migrations, each in its own\n"
