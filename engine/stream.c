@@ -318,8 +318,7 @@ static int in_scope(const client_t *c, const note_t *n) {
 }
 
 /* "event: change\nid: <vector>\ndata: <json>\n\n" for n into b. */
-static int render(tl_stream_t *s, const note_t *n, const char *vec, tl_buf_t *b) {
-    (void)s;
+static int render(const note_t *n, const char *vec, tl_buf_t *b) {
     return tl_buf_printf(b, "event: change\nid: %s\ndata: %s\n\n", vec, n->json);
 }
 
@@ -346,7 +345,7 @@ static void on_async(uv_async_t *h) {
         if (n->cpart >= 0 && n->cpart < MAX_PARTS) s->vec[n->cpart] = n->coff + 1;
         render_vec(s, vec, sizeof vec);
         tl_buf_reset(&b);
-        if (render(s, n, vec, &b) == TL_OK)
+        if (render(n, vec, &b) == TL_OK)
             for (client_t *c = s->clients, *cn; c; c = cn) {
                 cn = c->next;
                 if (in_scope(c, n)) client_write(c, b.data, b.len);
@@ -403,7 +402,7 @@ static void replay(tl_stream_t *s, client_t *c, const h2o_iovec_t *last) {
          * next live note carries the full vector again. */
         snprintf(vec, sizeof vec, "%d:%lld", n->cpart, (long long)n->coff + 1);
         tl_buf_reset(&b);
-        if (render(s, n, vec, &b) == TL_OK) client_write(c, b.data, b.len);
+        if (render(n, vec, &b) == TL_OK) client_write(c, b.data, b.len);
     }
     tl_buf_close(&b);
 }

@@ -747,7 +747,7 @@ END_TEST
 /* ------------------------------------------------------------ stream */
 
 typedef struct rt_sse {
-    char url[512], auth[256];
+    char url[512], auth[256], last[512];
     char buf[65536];
     size_t len;
     int ms;
@@ -768,6 +768,7 @@ static void *rt_sse_run(void *arg) {
     CURL *c = curl_easy_init();
     if (!c) return NULL;
     struct curl_slist *h = curl_slist_append(NULL, s->auth);
+    if (s->last[0]) h = curl_slist_append(h, s->last);
     curl_easy_setopt(c, CURLOPT_URL, s->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -780,8 +781,9 @@ static void *rt_sse_run(void *arg) {
     return NULL;
 }
 
-static void rt_sse_start(rt_sse_t *s, const char *key, int ms) {
+static void rt_sse_start(rt_sse_t *s, const char *key, int ms, const char *last_id) {
     memset(s, 0, sizeof *s);
+    if (last_id) snprintf(s->last, sizeof s->last, "Last-Event-ID: %s", last_id);
     snprintf(s->url, sizeof s->url, "%s/v1/stream", rt.serve.base_url);
     snprintf(s->auth, sizeof s->auth, "Authorization: Bearer %s", key);
     s->ms = ms;
@@ -794,9 +796,9 @@ START_TEST(rest_stream_sends_changes_in_scope_only) {
     rt_conversation_of("v-sse-a", conv_a, cust_a);
     rt_conversation_of("v-sse-b", conv_b, cust_b);
     rt_sse_t alice, other, admin;
-    rt_sse_start(&alice, rt.alice, 25000);
-    rt_sse_start(&other, rt.admin2, 25000);
-    rt_sse_start(&admin, rt.admin, 25000);
+    rt_sse_start(&alice, rt.alice, 25000, NULL);
+    rt_sse_start(&other, rt.admin2, 25000, NULL);
+    rt_sse_start(&admin, rt.admin, 25000, NULL);
     tl_test_sleep_ms(3000);     /* connected, and the stream at the end of .changes */
     /* a goes to alice, b to bob of team red. */
     snprintf(path, sizeof path, "/v1/conversations/%s/assign", conv_a);
@@ -813,7 +815,22 @@ START_TEST(rest_stream_sends_changes_in_scope_only) {
     RT_ASSERT(!strstr(alice.buf, conv_b), "alice got a change out of her scope:\n%.3000s", alice.buf);
     RT_ASSERT(!strstr(other.buf, "event: change"), "another tenant got t1's changes:\n%.3000s", other.buf);
     RT_ASSERT(strstr(admin.buf, "id: ") != NULL, "changes carry no id:\n%.3000s", admin.buf);
-    printf("rest: the stream delivered in-scope changes only\n");
+    /* Reconnecting with the id of a's change replays b's, and not a's. */
+    const char *ida = strstr(admin.buf, conv_a);
+    const char *idl = NULL;
+    for (const char *p = admin.buf; p && p < ida; p = strstr(p + 1, "\nid: ")) idl = p;
+    RT_ASSERT(idl && strncmp(idl, "\nid: ", 5) == 0, "no id before a's change:\n%.3000s", admin.buf);
+    char last[256];
+    snprintf(last, sizeof last, "%.*s", (int)strcspn(idl + 5, "\n"), idl + 5);
+    rt_sse_t again;
+    rt_sse_start(&again, rt.admin, 4000, last);
+    pthread_join(again.thread, NULL);
+    RT_ASSERT(strstr(again.buf, conv_b) != NULL,
+              "Last-Event-ID %s did not replay b's change:\n%.3000s", last, again.buf);
+    const char *first_assign = strstr(again.buf, "ConversationAssigned");
+    RT_ASSERT(first_assign && !strstr(first_assign + 1, "ConversationAssigned"),
+              "Last-Event-ID %s replayed more than b's assignment:\n%.3000s", last, again.buf);
+    printf("rest: the stream delivered in-scope changes only, and replayed after Last-Event-ID\n");
 }
 END_TEST
 
