@@ -834,12 +834,102 @@ START_TEST(rest_stream_sends_changes_in_scope_only) {
 }
 END_TEST
 
+/* ------------------------------------------------------------ keys command */
+
+/* Runs `threadline keys ARGS...` with output to log; returns its status. */
+static int rt_keys(const char *log, const char *const *args) {
+    char err[512];
+    char *argv[16] = {(char *)rt_exe, "keys"};
+    int n = 2;
+    for (int i = 0; args[i] && n < 13; i++) argv[n++] = (char *)args[i];
+    argv[n++] = "--pg-dsn";
+    argv[n++] = rt.dsn;
+    argv[n] = NULL;
+    truncate(log, 0);
+    int rc = tl_test_run(argv, log, 30000, err, sizeof err);
+    RT_ASSERT(rc >= 0, "threadline keys: %s", err);
+    return rc;
+}
+
+static void rt_slurp(const char *path, char *out, size_t n) {
+    FILE *f = fopen(path, "r");
+    size_t k = f ? fread(out, 1, n - 1, f) : 0;
+    out[k] = 0;
+    if (f) fclose(f);
+}
+
+START_TEST(rest_keys_command_creates_lists_and_revokes) {
+    char err[1024], log[256], out[8192];
+    int n = ++rt_seq;
+    snprintf(rt.db, sizeof rt.db, "%s%d", rt_db_tag, n);
+    RT_ASSERT(tl_test_pg_dsn_for(rt_pg_dsn, rt.db, rt.dsn, sizeof rt.dsn) == 0, "DSN too long");
+    RT_ASSERT(tl_test_pg_create_db(rt_pg_dsn, rt.db, err, sizeof err) == 0, "%s", err);
+    rt.have_db = 1;
+    snprintf(log, sizeof log, "/tmp/tl-it-keys-%d.log", (int)getpid());
+    char *migrate[] = {(char *)rt_exe, "migrate", "--pg-dsn", rt.dsn, NULL};
+    RT_ASSERT(tl_test_run(migrate, log, 60000, err, sizeof err) == 0, "migrate failed");
+    rt.pg = tl_test_pg_connect(rt.dsn, err, sizeof err);
+    RT_ASSERT(rt.pg != NULL, "%s", err);
+
+    static const char *const create[] = {"create", "--tenant", "acme", "--role", "agent", "--agent-id", "alice",
+                                         "--team", "blue", "--label", "desk 4", NULL};
+    RT_ASSERT(rt_keys(log, create) == 0, "keys create failed");
+    rt_slurp(log, out, sizeof out);
+    /* The key is a line of its own (the log also holds the command line). */
+    const char *tok = strstr(out, "\ntl_");
+    if (tok) tok++;
+    char key_id[TL_AUTH_KEY_ID_LEN + 1], secret[TL_AUTH_SECRET_LEN + 1];
+    RT_ASSERT(tok && tl_auth_parse_token(tok, TL_AUTH_TOKEN_LEN, key_id, secret) == TL_OK, "no key printed: %s", out);
+    /* Only the digest is stored, and it is the digest of the secret. */
+    unsigned char digest[32];
+    char hexd[65];
+    tl_auth_hash(secret, strlen(secret), digest);
+    for (int i = 0; i < 32; i++) snprintf(hexd + 2 * i, 3, "%02x", digest[i]);
+    const char *params[] = {key_id, hexd};
+    int64_t match = 0;
+    RT_ASSERT(tl_test_pg_int(rt.pg, "SELECT count(*) FROM api_keys WHERE key_id = $1 AND"
+                             " encode(secret_sha256, 'hex') = $2 AND role = 'agent' AND agent_id = 'alice'"
+                             " AND team = 'blue' AND tenant_id = 'acme'", 2, params, &match, err, sizeof err) == 0,
+              "%s", err);
+    RT_ASSERT(match == 1, "the stored key does not match what was printed");
+    int64_t leaks = 1;
+    const char *sp[] = {secret};
+    RT_ASSERT(tl_test_pg_int(rt.pg, "SELECT count(*) FROM api_keys WHERE position($1 in row(api_keys.*)::text) > 0",
+                             1, sp, &leaks, err, sizeof err) == 0, "%s", err);
+    RT_ASSERT(leaks == 0, "the secret is stored in clear");
+
+    static const char *const list[] = {"list", "--tenant", "acme", NULL};
+    RT_ASSERT(rt_keys(log, list) == 0, "keys list failed");
+    rt_slurp(log, out, sizeof out);
+    RT_ASSERT(strstr(out, key_id) && strstr(out, "alice") && !strstr(out, secret), "keys list: %s", out);
+
+    static const char *const bad[][8] = {
+        {"create", "--tenant", "acme", "--role", "agent", NULL},                     /* no agent id */
+        {"create", "--tenant", "acme", "--role", "connector", NULL},                 /* no platforms */
+        {"create", "--tenant", "acme", "--role", "connector", "--platforms", "fax", NULL},
+        {"create", "--tenant", "acme", "--role", "root", NULL},
+        {"revoke", "000000000000", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        RT_ASSERT(rt_keys(log, bad[i]) != 0, "keys %s %s ... succeeded", bad[i][0], bad[i][1]);
+
+    const char *const revoke[] = {"revoke", key_id, NULL};
+    RT_ASSERT(rt_keys(log, revoke) == 0, "keys revoke failed");
+    RT_ASSERT(rt_keys(log, revoke) != 0, "a second revoke succeeded");
+    RT_ASSERT(tl_test_pg_int(rt.pg, "SELECT count(*) FROM api_keys WHERE key_id = $1 AND revoked_at IS NOT NULL",
+                             1, params, &match, err, sizeof err) == 0 && match == 1, "not revoked");
+    unlink(log);
+    printf("rest: threadline keys create/list/revoke; only the SHA-256 of the secret is stored\n");
+}
+END_TEST
+
 Suite *tl_rest_suite(void) {
     Suite *s = suite_create("rest");
     TCase *tc = tcase_create("rest");
     tcase_set_timeout(tc, 300);
     tcase_add_unchecked_fixture(tc, rt_services_check, rt_services_sweep);
     tcase_add_checked_fixture(tc, rt_setup, rt_teardown);
+    tcase_add_test(tc, rest_keys_command_creates_lists_and_revokes);
     tcase_add_test(tc, rest_denies_every_role_what_it_may_not_do);
     tcase_add_test(tc, rest_reads_filter_page_and_render_every_view);
     tcase_add_test(tc, rest_writes_check_their_bodies_and_conflict_state);
