@@ -10,6 +10,7 @@
  * with --auth off), $2 agent id and $3 team (both NULL: no agent scope).
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,28 @@
 #define TIMELINE_DEFAULT 200
 #define TIMELINE_MAX 1000
 #define IDEMPOTENCY_MAX 128
+#define PAGE_CACHE_SLOTS 64
+#define PAGE_CACHE_MAX_BYTES (256 * 1024)
+
+/* A rendered page of an agent-view timeline.  The agent projection writes
+ * a conversation's header (version, item_count) and its view rows in one
+ * transaction, so a page rendered at version V with N items is still exact
+ * while the header still says V and N: the header query every timeline read
+ * runs anyway (it also checks scope) is the cache's validation, and the
+ * expensive part -- PostgreSQL building a few hundred items' JSON -- is
+ * skipped.  Other views are written by other consumers, not in step with
+ * the header, so they are never cached.  Bounded: 64 slots of at most
+ * 256 KiB, direct-mapped by key. */
+typedef struct page_entry {
+    char key[640];
+    char version[24], items[24];
+    char *body;         /* "\"items\":[...],\"next_cursor\":...}" */
+    size_t len;
+} page_entry_t;
 
 struct tl_rest {
+    pthread_mutex_t cache_mu;
+    page_entry_t cache[PAGE_CACHE_SLOTS];
     uv_loop_t *loop;
     tl_ingest_t *ingest;
     tl_writes_t *writes;
@@ -160,7 +181,7 @@ static const char *const conv_sql =
     " FROM conversations c WHERE c.conversation_id = $4 AND " SCOPE("c");
 
 static const char *const header_sql =
-    "SELECT json_build_object(" CONV_JSON ")::text, c.tenant_id"
+    "SELECT json_build_object(" CONV_JSON ")::text, c.tenant_id, c.version, c.item_count"
     " FROM conversations c WHERE c.conversation_id = $4 AND " SCOPE("c");
 
 /* %s: the view table, from the fixed list `views` (never from the client). */
@@ -293,7 +314,7 @@ static void page(job_t *j, PGresult *r, const char *prefix) {
     tl_buf_t b;
     tl_buf_init(&b);
     int n = PQntuples(r), shown = n > j->limit ? j->limit : n;
-    int rc = tl_buf_puts(&b, prefix);
+    int rc = prefix ? tl_buf_puts(&b, prefix) : 0;
     rc |= tl_buf_puts(&b, "\"items\":[");
     for (int i = 0; i < shown; i++) {
         if (i) rc |= tl_buf_puts(&b, ",");
@@ -304,6 +325,41 @@ static void page(job_t *j, PGresult *r, const char *prefix) {
     j->status_code = 200;
     j->out = rc ? NULL : strdup(b.data);
     tl_buf_close(&b);
+}
+
+static unsigned cache_slot(const char *key) {
+    unsigned h = 2166136261u;
+    for (const char *p = key; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % PAGE_CACHE_SLOTS;
+}
+
+/* A copy of the cached page for key if it was rendered at hdr's version and
+ * item count; else NULL.  Any thread. */
+static char *cache_get(tl_rest_t *a, const char *key, const page_entry_t *hdr) {
+    char *out = NULL;
+    pthread_mutex_lock(&a->cache_mu);
+    page_entry_t *e = &a->cache[cache_slot(key)];
+    if (e->body && strcmp(e->key, key) == 0 && strcmp(e->version, hdr->version) == 0 &&
+        strcmp(e->items, hdr->items) == 0 && (out = malloc(e->len + 1)))
+        memcpy(out, e->body, e->len + 1);
+    pthread_mutex_unlock(&a->cache_mu);
+    return out;
+}
+
+static void cache_put(tl_rest_t *a, const char *key, const page_entry_t *hdr, const char *body) {
+    size_t len = strlen(body);
+    char *copy;
+    if (len > PAGE_CACHE_MAX_BYTES || strlen(key) >= sizeof hdr->key || !(copy = malloc(len + 1))) return;
+    memcpy(copy, body, len + 1);
+    pthread_mutex_lock(&a->cache_mu);
+    page_entry_t *e = &a->cache[cache_slot(key)];
+    free(e->body);
+    snprintf(e->key, sizeof e->key, "%s", key);
+    memcpy(e->version, hdr->version, sizeof e->version);
+    memcpy(e->items, hdr->items, sizeof e->items);
+    e->body = copy;
+    e->len = len;
+    pthread_mutex_unlock(&a->cache_mu);
 }
 
 static void run_read(job_t *j, PGconn *pg, const char *const *scope) {
@@ -341,28 +397,43 @@ static void run_read(job_t *j, PGconn *pg, const char *const *scope) {
             break;
         }
         char *header = strdup(PQgetvalue(r, 0, 0));
-        char tenant[72];
+        char tenant[72], key[640];
         snprintf(tenant, sizeof tenant, "%s", PQgetvalue(r, 0, 1));
+        snprintf(key, sizeof key, "%s\x1f%s\x1f%s~%s~%s~%s\x1f%d", tenant, j->id, j->cursor[0],
+                 j->cursor[1], j->cursor[2], j->cursor_id, j->limit);
+        page_entry_t hdr = {0};
+        snprintf(hdr.version, sizeof hdr.version, "%s", PQgetvalue(r, 0, 2));
+        snprintf(hdr.items, sizeof hdr.items, "%s", PQgetvalue(r, 0, 3));
         PQclear(r);
         r = NULL;
-        char sql[2048];
-        snprintf(sql, sizeof sql, items_sql_fmt, views[j->view][1]);
-        const char *iv[] = {tenant, j->id, c0, c0 ? j->cursor[1] : NULL, c0 ? j->cursor[2] : NULL,
-                            c0 ? j->cursor_id : NULL, limit};
-        if (!header || !(r = query_as(j, pg, S_ITEMS + j->view, sql, 7, iv))) {
-            free(header);
-            if (!j->status_code) fail503(j, "overloaded", "Overloaded", "out of memory");
-            return;
+        char *items = j->view == 0 ? cache_get(j->api, key, &hdr) : NULL;
+        if (!items && header) {
+            char sql[2048];
+            snprintf(sql, sizeof sql, items_sql_fmt, views[j->view][1]);
+            const char *iv[] = {tenant, j->id, c0, c0 ? j->cursor[1] : NULL, c0 ? j->cursor[2] : NULL,
+                                c0 ? j->cursor_id : NULL, limit};
+            if (!(r = query_as(j, pg, S_ITEMS + j->view, sql, 7, iv))) {
+                free(header);
+                return;
+            }
+            page(j, r, NULL);
+            items = j->out;
+            j->out = NULL;
+            if (items && j->view == 0) cache_put(j->api, key, &hdr, items);
         }
         /* The header object, reopened: {...header..., "view":..., "items":...}. */
-        size_t hl = strlen(header);
-        char *prefix = malloc(hl + 64);
-        if (prefix) {
-            memcpy(prefix, header, hl - 1);
-            snprintf(prefix + hl - 1, 64, ",\"view\":\"%s\",", views[j->view][0]);
-            page(j, r, prefix);
+        if (header && items) {
+            size_t hl = strlen(header), il = strlen(items);
+            if ((j->out = malloc(hl + il + 64))) {
+                int k = snprintf(j->out, hl + 64, "%.*s,\"view\":\"%s\",", (int)hl - 1, header,
+                                 views[j->view][0]);
+                memcpy(j->out + k, items, il + 1);
+            }
+            j->status_code = 200;
+        } else {
+            fail503(j, "overloaded", "Overloaded", "out of memory");
         }
-        free(prefix);
+        free(items);
         free(header);
         break;
     }
@@ -906,6 +977,7 @@ int tl_rest_new(uv_loop_t *loop, tl_http_t *http, tl_ingest_t *ingest, tl_writes
     a->writes = writes;
     a->auth = auth;
     a->cfg = cfg;
+    pthread_mutex_init(&a->cache_mu, NULL);
     int rc = 0;
     rc |= tl_http_route(http, "GET", "/v1/conversations", list_handler, a);
     rc |= tl_http_route(http, "GET", "/v1/conversations/{}", conv_handler, a);
@@ -920,11 +992,16 @@ int tl_rest_new(uv_loop_t *loop, tl_http_t *http, tl_ingest_t *ingest, tl_writes
     rc |= tl_http_route(http, "GET", "/readyz", readyz_handler, a);
     rc |= tl_http_route(http, "GET", "/metrics", metrics_handler, a);
     if (rc) {
-        free(a);
+        tl_rest_free(a);
         return TL_ENOMEM;
     }
     *out = a;
     return TL_OK;
 }
 
-void tl_rest_free(tl_rest_t *a) { free(a); }
+void tl_rest_free(tl_rest_t *a) {
+    if (!a) return;
+    for (int i = 0; i < PAGE_CACHE_SLOTS; i++) free(a->cache[i].body);
+    pthread_mutex_destroy(&a->cache_mu);
+    free(a);
+}

@@ -448,6 +448,16 @@ START_TEST(rest_reads_filter_page_and_render_every_view) {
     /* The timeline pages in effective_ts order; the web view has its split parts. */
     n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline", 3, "event_id", ids, sizeof ids);
     RT_ASSERT(n == 7 && strcmp(ids, "ev-1,ev-2,ev-3,ev-4,ev-5,ev-6,ev-7") == 0, "agent timeline: %s", ids);
+    /* A page served again after the projection moved on is the new page. */
+    RT_ASSERT(rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline", 50, "event_id", ids, sizeof ids) == 7,
+              "timeline: %s", ids);
+    rt_sql("BEGIN; INSERT INTO view_agent (tenant_id, event_id, conversation_id, customer_id, kind, platform,"
+           " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
+           " idempotency_key, body, part) VALUES ('t1', 'ev-8', '" CONV(1) "', '" CUST(1) "', 'AgentReplied',"
+           " 'agent', 'agent', now(), now(), now(), 0, 8, 'agent:8', '{\"text\": \"eight\"}', 0);"
+           " UPDATE conversations SET version = 8, item_count = 8 WHERE conversation_id = '" CONV(1) "'; COMMIT");
+    n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline", 50, "event_id", ids, sizeof ids);
+    RT_ASSERT(n == 8 && strstr(ids, "ev-8"), "timeline after the projection moved on: %s", ids);
     n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline?view=web", 1, "part", ids, sizeof ids);
     RT_ASSERT(n == 2 && strcmp(ids, "0,1") == 0, "web view parts: %s", ids);
     n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline?view=phone", 5, "event_id", ids, sizeof ids);
@@ -624,6 +634,9 @@ START_TEST(rest_reply_is_read_back_after_its_position) {
     rt_begin(NULL);
     char conv[40], customer[40], position[48], path[256];
     rt_conversation_of("v-reply", conv, customer);
+    /* Read once before the write, so the read after it cannot be an old page. */
+    snprintf(path, sizeof path, "/v1/conversations/%s/timeline", conv);
+    rt_expect("GET", rt.admin, "admin", path, NULL, 200, NULL);
     snprintf(path, sizeof path, "/v1/conversations/%s/replies", conv);
     rt_write(rt.admin, path, "{\"text\":\"we are on it\",\"target_platform\":\"web\"}", position);
     snprintf(path, sizeof path, "/v1/conversations/%s/timeline", conv);
