@@ -67,7 +67,9 @@
        "tenant the WeChat Official Account's customers belong to")                        \
     XX(auth, "auth", STR, "required",                                                      \
        "\"required\": every REST call needs a bearer key (threadline keys); \"off\": "      \
-       "no checks, every caller is an admin -- UNSAFE, for local trials and tests only")
+       "no checks, every caller is an admin -- UNSAFE, for local trials and tests only")    \
+    XX(stream_buffer, "stream-buffer", INT, "262144",                                      \
+       "bytes of changes a /v1/stream client may fall behind before it is disconnected")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;

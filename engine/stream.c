@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "buf.h"
@@ -43,6 +44,7 @@ typedef struct client {
     struct client *prev, *next;
     tl_auth_key_t key;
     tl_buf_t pending, sending;
+    int64_t limit;              /* bytes it may fall behind (--stream-buffer) */
     int in_flight, closing, finished;
 } client_t;
 
@@ -297,7 +299,7 @@ static void on_client_dispose(void *arg) {
 /* Queues text for c; drops the client when its buffer is full. */
 static void client_write(client_t *c, const char *text, size_t len) {
     if (c->closing) return;
-    if (c->pending.len + len > TL_STREAM_CLIENT_BUFFER) {
+    if (c->pending.len + len > (size_t)c->limit) {
         static const char bye[] = "event: dropped\ndata: {\"reason\":\"client too slow\"}\n\n";
         tl_buf_append(&c->pending, bye, sizeof bye - 1);
         c->closing = 1;
@@ -453,6 +455,7 @@ static void open_done(uv_work_t *w, int status) {
         c->gen.stop = on_stop;
         c->req = req;
         c->key = j->key;
+        c->limit = s->cfg->stream_buffer > 0 ? s->cfg->stream_buffer : TL_STREAM_CLIENT_BUFFER;
         tl_buf_init(&c->pending);
         tl_buf_init(&c->sending);
         c->s = s;
@@ -465,6 +468,13 @@ static void open_done(uv_work_t *w, int status) {
                        H2O_STRLIT("text/event-stream"));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
                        H2O_STRLIT("no-store"));
+        /* Left to itself the kernel grows a socket's send buffer to
+         * megabytes, all of which a stalled client could pin; a small one
+         * keeps --stream-buffer the real bound on how far it falls behind. */
+        h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+        int fd = sock ? h2o_socket_get_fd(sock) : -1;
+        int sndbuf = TL_STREAM_SOCKET_BUFFER;
+        if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         h2o_start_response(req, &c->gen);
         client_write(c, ": connected\nretry: 2000\n\n", 25);
         const h2o_iovec_t *last = tl_http_header(req, "last-event-id");

@@ -17,9 +17,12 @@
  * missed from a bounded in-memory ring; if the ring no longer reaches back
  * that far it gets `event: reset` and should re-read what it shows.
  *
- * Every client has a bounded buffer: a client that falls that far behind
+ * Every client has a bounded buffer (--stream-buffer, default
+ * TL_STREAM_CLIENT_BUFFER): a client that falls that far behind
  * gets a final `event: dropped` and is disconnected, so a slow reader never
- * holds up the others or grows memory.  A comment line every
+ * holds up the others or grows memory.  The socket's kernel send buffer is
+ * kept small (TL_STREAM_SOCKET_BUFFER) so that it cannot hide megabytes of
+ * backlog from that bound.  A comment line every
  * TL_STREAM_HEARTBEAT_MS keeps proxies from closing an idle stream.
  */
 #ifndef TL_STREAM_H
@@ -35,6 +38,7 @@
 #define TL_STREAM_HEARTBEAT_MS 15000
 #define TL_STREAM_CLIENT_BUFFER (256 * 1024)
 #define TL_STREAM_RING 4096
+#define TL_STREAM_SOCKET_BUFFER (32 * 1024)   /* SO_SNDBUF of a stream's socket */
 
 typedef struct tl_stream tl_stream_t;
 

@@ -23,6 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -761,7 +765,7 @@ END_TEST
 
 typedef struct rt_sse {
     char url[512], auth[256], last[512];
-    char buf[65536];
+    char buf[1 << 20];
     size_t len;
     int ms;
     pthread_t thread;
@@ -808,7 +812,7 @@ START_TEST(rest_stream_sends_changes_in_scope_only) {
     char conv_a[40], conv_b[40], cust_a[40], cust_b[40], position[48], path[256];
     rt_conversation_of("v-sse-a", conv_a, cust_a);
     rt_conversation_of("v-sse-b", conv_b, cust_b);
-    rt_sse_t alice, other, admin;
+    static rt_sse_t alice, other, admin;
     rt_sse_start(&alice, rt.alice, 25000, NULL);
     rt_sse_start(&other, rt.admin2, 25000, NULL);
     rt_sse_start(&admin, rt.admin, 25000, NULL);
@@ -835,7 +839,7 @@ START_TEST(rest_stream_sends_changes_in_scope_only) {
     RT_ASSERT(idl && strncmp(idl, "\nid: ", 5) == 0, "no id before a's change:\n%.3000s", admin.buf);
     char last[256];
     snprintf(last, sizeof last, "%.*s", (int)strcspn(idl + 5, "\n"), idl + 5);
-    rt_sse_t again;
+    static rt_sse_t again;
     rt_sse_start(&again, rt.admin, 4000, last);
     pthread_join(again.thread, NULL);
     RT_ASSERT(strstr(again.buf, conv_b) != NULL,
@@ -844,6 +848,63 @@ START_TEST(rest_stream_sends_changes_in_scope_only) {
     RT_ASSERT(first_assign && !strstr(first_assign + 1, "ConversationAssigned"),
               "Last-Event-ID %s replayed more than b's assignment:\n%.3000s", last, again.buf);
     printf("rest: the stream delivered in-scope changes only, and replayed after Last-Event-ID\n");
+}
+END_TEST
+
+/* A stream client that reads nothing: a tiny receive buffer, the request
+ * sent, then left alone.  Returns the socket. */
+static int rt_stalled_stream(const char *key) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    RT_ASSERT(fd >= 0, "socket");
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rt.serve.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    RT_ASSERT(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n", key);
+    RT_ASSERT(send(fd, req, (size_t)n, 0) == n, "send");
+    return fd;
+}
+
+START_TEST(rest_stream_drops_a_slow_client_without_holding_up_others) {
+    /* Small enough that 600 changes overflow a client that reads nothing
+     * (with the 64 KiB the kernel keeps for its socket), large enough for
+     * a burst the reading client takes in stride. */
+    static const char *const extra[] = {"--stream-buffer", "65536", NULL};
+    rt_begin(extra);
+    static rt_sse_t reader;
+    rt_sse_start(&reader, rt.admin, 40000, NULL);
+    int slow = rt_stalled_stream(rt.admin);
+    tl_test_sleep_ms(2000);
+    enum { CHANGES = 600 };
+    char customer[40], position[48], visitor[32];
+    for (int i = 0; i < CHANGES; i++) {
+        snprintf(visitor, sizeof visitor, "v-slow-%d", i);
+        rt_ingest(visitor, "m-1", "a message long enough to fill a small buffer quickly", customer, position);
+    }
+    /* The stalled client now drains: it must find the final event. */
+    struct timeval tv = {2, 0};
+    setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    static char got[1 << 20];
+    size_t have = 0;
+    int64_t deadline = tl_test_mono_ms() + 30000;
+    while (have < sizeof got - 1 && tl_test_mono_ms() < deadline) {
+        ssize_t k = recv(slow, got + have, sizeof got - 1 - have, 0);
+        if (k <= 0) break;
+        have += (size_t)k;
+        got[have] = 0;
+        if (strstr(got, "event: dropped")) break;
+    }
+    close(slow);
+    RT_ASSERT(strstr(got, "event: dropped") != NULL, "the stalled client was never dropped (%zu bytes read)", have);
+    pthread_join(reader.thread, NULL);
+    int seen = 0;
+    for (const char *p = reader.buf; (p = strstr(p, "MessageReceived")); p++) seen++;
+    RT_ASSERT(seen >= CHANGES && !strstr(reader.buf, "event: dropped"),
+              "the reading client got %d of %d changes while another stalled%s", seen, CHANGES,
+              strstr(reader.buf, "event: dropped") ? ", and was dropped" : "");
+    printf("rest: a stalled stream client was dropped with a final event; the other got all %d changes\n", seen);
 }
 END_TEST
 
@@ -949,6 +1010,7 @@ Suite *tl_rest_suite(void) {
     tcase_add_test(tc, rest_reply_is_read_back_after_its_position);
     tcase_add_test(tc, rest_stream_sends_changes_in_scope_only);
     tcase_add_test(tc, rest_writes_answer_503_when_kafka_is_down);
+    tcase_add_test(tc, rest_stream_drops_a_slow_client_without_holding_up_others);
     tcase_add_test(tc, rest_assign_is_read_back_after_its_position);
     tcase_add_test(tc, rest_close_is_read_back_after_its_position);
     tcase_add_test(tc, rest_resolve_is_read_back_after_its_position);
