@@ -72,7 +72,8 @@ struct tl_stream {
     int ring_head, ring_count;
     int64_t evicted[MAX_PARTS];         /* highest .changes offset dropped from the ring, +1 */
     int64_t vec[MAX_PARTS];             /* next .changes offset per partition, as fanned out */
-    int nparts;
+    int nparts;                         /* set by the consumer thread, under mu */
+    int loop_nparts;                    /* the loop's copy */
     assign_entry_t *assign;             /* consumer thread only */
 };
 
@@ -327,7 +328,7 @@ static int render(const note_t *n, const char *vec, tl_buf_t *b) {
 static void render_vec(tl_stream_t *s, char *out, size_t size) {
     size_t len = 0;
     out[0] = 0;
-    for (int p = 0; p < s->nparts && len + 32 < size; p++)
+    for (int p = 0; p < s->loop_nparts && len + 32 < size; p++)
         if (s->vec[p] > 0) len += (size_t)snprintf(out + len, size - len, "%s%d:%lld", len ? "," : "", p, (long long)s->vec[p]);
 }
 
@@ -336,7 +337,7 @@ static void on_async(uv_async_t *h) {
     pthread_mutex_lock(&s->mu);
     note_t *n = s->inbox;
     s->inbox = s->inbox_tail = NULL;
-    if (s->nparts > MAX_PARTS) s->nparts = MAX_PARTS;
+    s->loop_nparts = s->nparts;
     pthread_mutex_unlock(&s->mu);
     char vec[MAX_PARTS * 24 > 8192 ? 8192 : MAX_PARTS * 24];
     tl_buf_t b;
