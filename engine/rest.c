@@ -37,18 +37,19 @@
 #define PAGE_CACHE_SLOTS 64
 #define PAGE_CACHE_MAX_BYTES (256 * 1024)
 
-/* A rendered page of an agent-view timeline.  The agent projection writes
- * a conversation's header (version, item_count) and its view rows in one
- * transaction, so a page rendered at version V with N items is still exact
- * while the header still says V and N: the header query every timeline read
- * runs anyway (it also checks scope) is the cache's validation, and the
- * expensive part -- PostgreSQL building a few hundred items' JSON -- is
- * skipped.  Other views are written by other consumers, not in step with
+/* A rendered page of an agent-view timeline.  Every event of a conversation
+ * bumps its version, and the view only ever gains rows, so a page rendered
+ * at version V with N header items and R view rows is still exact while the
+ * conversation still says V, N and R.  The header query every timeline
+ * read runs anyway (it also checks scope) fetches those three -- R with an
+ * index-only count, so the check holds even if a projection commits the
+ * header and the rows in separate transactions -- and the expensive part,
+ * PostgreSQL building a few hundred items' JSON, is skipped.  Other views are written by other consumers, not in step with
  * the header, so they are never cached.  Bounded: 64 slots of at most
  * 256 KiB, direct-mapped by key. */
 typedef struct page_entry {
     char key[640];
-    char version[24], items[24];
+    char version[24], items[48];
     char *body;         /* "\"items\":[...],\"next_cursor\":...}" */
     size_t len;
 } page_entry_t;
@@ -181,7 +182,9 @@ static const char *const conv_sql =
     " FROM conversations c WHERE c.conversation_id = $4 AND " SCOPE("c");
 
 static const char *const header_sql =
-    "SELECT json_build_object(" CONV_JSON ")::text, c.tenant_id, c.version, c.item_count"
+    "SELECT json_build_object(" CONV_JSON ")::text, c.tenant_id, c.version,"
+    " c.item_count || '/' || (SELECT count(*) FROM view_agent t"
+    "   WHERE t.tenant_id = c.tenant_id AND t.conversation_id = c.conversation_id)"
     " FROM conversations c WHERE c.conversation_id = $4 AND " SCOPE("c");
 
 /* %s: the view table, from the fixed list `views` (never from the client). */

@@ -462,6 +462,13 @@ START_TEST(rest_reads_filter_page_and_render_every_view) {
            " UPDATE conversations SET version = 8, item_count = 8 WHERE conversation_id = '" CONV(1) "'; COMMIT");
     n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline", 50, "event_id", ids, sizeof ids);
     RT_ASSERT(n == 8 && strstr(ids, "ev-8"), "timeline after the projection moved on: %s", ids);
+    /* Rows committed apart from the header are seen too. */
+    rt_sql("INSERT INTO view_agent (tenant_id, event_id, conversation_id, customer_id, kind, platform,"
+           " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
+           " idempotency_key, body, part) VALUES ('t1', 'ev-9', '" CONV(1) "', '" CUST(1) "', 'AgentReplied',"
+           " 'agent', 'agent', now(), now(), now(), 0, 9, 'agent:9', '{\"text\": \"nine\"}', 0)");
+    n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline", 50, "event_id", ids, sizeof ids);
+    RT_ASSERT(n == 9 && strstr(ids, "ev-9"), "timeline after rows landed before their header: %s", ids);
     n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline?view=web", 1, "part", ids, sizeof ids);
     RT_ASSERT(n == 2 && strcmp(ids, "0,1") == 0, "web view parts: %s", ids);
     n = rt_page_all(rt.admin, "/v1/conversations/" CONV(1) "/timeline?view=phone", 5, "event_id", ids, sizeof ids);
