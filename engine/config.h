@@ -70,7 +70,12 @@
     XX(identity_cache, "identity-cache", INT, "100000",                                    \
        "identities ingest keeps resolved in memory (least recently used go first)")       \
     XX(identity_ttl_ms, "identity-ttl-ms", INT, "2000",                                    \
-       "how long a resolved identity is trusted before PostgreSQL is asked again")
+       "how long a resolved identity is trusted before PostgreSQL is asked again")      \
+    XX(auth, "auth", STR, "required",                                                      \
+       "\"required\": every REST call needs a bearer key (threadline keys); \"off\": "      \
+       "no checks, every caller is an admin -- UNSAFE, for local trials and tests only")    \
+    XX(stream_buffer, "stream-buffer", INT, "262144",                                      \
+       "bytes of changes a /v1/stream client may fall behind before it is disconnected")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;

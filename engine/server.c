@@ -7,6 +7,9 @@
 #include <stdlib.h>
 
 #include "rest.h"
+#include "auth.h"
+#include "stream.h"
+#include "writes.h"
 #include "error.h"
 #include "fold_worker.h"
 #include "http.h"
@@ -31,6 +34,9 @@ typedef struct server {
     tl_http_t *http;
     tl_ingest_t *ingest;
     tl_rest_t *rest;
+    tl_auth_t *auth;
+    tl_writes_t *writes;
+    tl_stream_t *stream;
     tl_fold_worker_t *fold;
     int exit_status;
 } server_t;
@@ -108,8 +114,11 @@ int tl_server_run(const tl_config_t *cfg) {
     rc = TL_ENOMEM;
     if (!(s.http = tl_http_new(&s.loop, (size_t)cfg->max_body))) goto fail_loop;
     if ((rc = tl_ingest_new(&s.loop, s.http, kafka, cfg, &s.ingest))) goto fail_http;
-    if ((rc = tl_rest_new(&s.loop, s.http, s.ingest, cfg, &s.rest))) goto fail_ingest;
-    if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_rest;
+    if ((rc = tl_auth_new(cfg, &s.auth))) goto fail_ingest;
+    if ((rc = tl_writes_new(&s.loop, kafka, cfg, &s.writes))) goto fail_auth;
+    if ((rc = tl_rest_new(&s.loop, s.http, s.ingest, s.writes, s.auth, cfg, &s.rest))) goto fail_writes;
+    if ((rc = tl_stream_new(&s.loop, s.http, kafka, s.auth, cfg, &s.stream))) goto fail_rest;
+    if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_stream;
     s.topics.data = &s;
     s.topics_pending = 1;
     uv_queue_work(&s.loop, &s.topics, topics_work, topics_done);
@@ -128,6 +137,8 @@ int tl_server_run(const tl_config_t *cfg) {
 
     /* Answer in-flight ingest requests, then let the loop finish closing. */
     tl_ingest_close(s.ingest, 5000);
+    tl_writes_close(s.writes, 5000);
+    tl_stream_close(s.stream);
     uv_close((uv_handle_t *)&s.sigint, NULL);
     uv_close((uv_handle_t *)&s.sigterm, NULL);
     uv_close((uv_handle_t *)&s.watchdog, NULL);
@@ -140,14 +151,27 @@ int tl_server_run(const tl_config_t *cfg) {
     tl_projection_stop(s.proj);
     tl_identity_writer_stop(s.identity);
     tl_fold_worker_stop(s.fold);
+    tl_stream_free(s.stream);
     tl_rest_free(s.rest);
+    tl_writes_free(s.writes);
+    tl_auth_free(s.auth);
     tl_ingest_free(s.ingest);
     tl_kafka_free(kafka);
     tl_info("serve", "stopped");
     return s.exit_status;
 
+fail_stream:
+    tl_stream_close(s.stream);
+    uv_run(&s.loop, UV_RUN_NOWAIT);
+    tl_stream_free(s.stream);
 fail_rest:
     tl_rest_free(s.rest);
+fail_writes:
+    tl_writes_close(s.writes, 0);
+    uv_run(&s.loop, UV_RUN_NOWAIT);
+    tl_writes_free(s.writes);
+fail_auth:
+    tl_auth_free(s.auth);
 fail_ingest:
     tl_ingest_close(s.ingest, 0);
     uv_run(&s.loop, UV_RUN_NOWAIT);

@@ -26,12 +26,15 @@
     XX(identity)                                                              \
     XX(change)                                                                \
     XX(fold)                                                                  \
-    XX(resident)
+    XX(resident)                                                              \
+    XX(auth)
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
     XX(pipeline)                                                              \
     XX(fold_worker)                                                           \
-    XX(ingest)
+    XX(ingest)                                                                \
+    XX(rest)                                                                  \
+    XX(openapi)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)

@@ -149,6 +149,12 @@ typedef struct tl_test_resp {
 int tl_test_http(CURL *curl, const char *method, const char *url, const char *body, size_t len,
                  long timeout_ms, tl_test_resp_t *resp);
 
+/* Like tl_test_http, with extra request headers ("Name: value", NULL-
+ * terminated list, may be NULL) and any method; every method but GET sends
+ * body as application/json.  Same returns and thread rules. */
+int tl_test_http_h(CURL *curl, const char *method, const char *url, const char *const *headers,
+                   const char *body, size_t len, long timeout_ms, tl_test_resp_t *resp);
+
 /* Frees resp's body and clears it.  NULL-safe. */
 void tl_test_resp_close(tl_test_resp_t *resp);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
@@ -18,6 +19,8 @@ typedef struct command {
     const char *summary;
     const char *usage;
     int (*run)(const tl_config_t *cfg);
+    /* Commands with arguments of their own parse argv themselves. */
+    int (*main)(tl_config_t *cfg, int argc, char **argv);
 } command_t;
 
 static int cmd_serve(const tl_config_t *cfg) { return tl_server_run(cfg); }
@@ -41,12 +44,16 @@ static int cmd_migrate(const tl_config_t *cfg) {
 
 static const command_t commands[] = {
     {"serve", "run ingest, fold, projection and the REST API in one process",
-     "Serves HTTP on --http: POST /v1/ingest/{platform}, GET /v1/conversations/{id}/timeline,\n"
-     "GET /v1/customers/{id}, /healthz, /readyz, /metrics.  --kafka embedded uses librdkafka's\n"
+     "Serves HTTP on --http: POST /v1/ingest/{platform}, the agent REST API of docs/api.md\n"
+     "(bearer keys; --auth off only for local trials), /healthz, /readyz, /metrics.  --kafka embedded uses librdkafka's\n"
      "in-process mock cluster (memory only; never for durability claims).", cmd_serve},
     {"migrate", "apply the PostgreSQL migrations of schemas/postgres once each",
      "Applies every migration not yet recorded in schema_migrations, each in its own\n"
      "transaction.  Safe to run repeatedly and concurrently.", cmd_migrate},
+    {"keys", "create, list and revoke API keys (create prints the key once)",
+     "threadline keys create --tenant T --role connector|agent|admin|auditor [--agent-id A]\n"
+     "  [--team T] [--platforms web,api] [--label L]; keys list [--tenant T]; keys revoke KEY_ID",
+     NULL, tl_auth_keys_command},
 };
 
 static void usage(FILE *out) {
@@ -72,6 +79,7 @@ int main(int argc, char **argv) {
     }
     tl_config_t cfg;
     if (tl_config_init(&cfg)) return 2;
+    if (cmd->main) return cmd->main(&cfg, argc - 1, argv + 1);
     for (int i = 2; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: threadline %s [flags]\n\n%s\n\n%s\n\nflags:\n", cmd->name, cmd->summary, cmd->usage);
