@@ -113,6 +113,7 @@ struct job {
         tl_app_out_t app;
         tl_mini_program_out_t mp;
     } out;
+    char key_tenant[72];            /* the connector key's tenant; "": any */
     tl_event_t ev;                  /* the event of one-event adapters */
     const tl_event_t *evs;          /* what to produce */
     int nev;
@@ -135,6 +136,7 @@ struct tl_ingest {
     tl_buf_t buf;
     tl_dedup_t *recent;
     tl_identity_t *identity;
+    tl_auth_t *auth;
     int closing;
     int pipefd[2];
     uv_poll_t poll;
@@ -597,20 +599,81 @@ static void reject(h2o_req_t *req, job_t *j, const tl_problem_t *pb) {
     job_free(j);
 }
 
+/* The tenant a parsed request speaks for. */
+static tl_str_t request_tenant(const job_t *j) {
+    switch (j->route) {
+    case ROUTE_APP: return j->out.app.tenant;
+    case ROUTE_MINI_PROGRAM: return j->out.mp.tenant;
+    default: return j->ev.tenant_id;
+    }
+}
+
 /* The adapter accepted the request: resolve its identities (off the loop
  * when the cache does not know them), then produce. */
 static void accept_job(tl_ingest_t *in, h2o_req_t *req, job_t *j) {
+    plan_lookups(j);
+    tl_str_t tenant = request_tenant(j);
+    if (j->key_tenant[0] &&
+        (tenant.len != strlen(j->key_tenant) || memcmp(tenant.ptr, j->key_tenant, tenant.len))) {
+        tl_problem_t pb;
+        tl_problem_set(&pb, 403, "forbidden", "Forbidden", "tenant_id",
+                       "the connector key belongs to another tenant");
+        reject(req, j, &pb);
+        return;
+    }
     j->pending = tl_http_pending_new(req);
     if (!j->pending) {
         answer_unavailable(req, "out of memory");
         job_free(j);
         return;
     }
-    plan_lookups(j);
     if (!j->nlook || tl_identity_resolve(in->identity, j->look, j->nlook, on_resolved, j) != TL_OK)
         on_resolved(j, 1);
 }
 
+/* A JSON route's handler, run once its connector key was verified;
+ * tenant: the key's tenant ("" with --auth off). */
+typedef void (*route_fn)(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform,
+                         const char *tenant);
+
+typedef struct guarded {
+    tl_ingest_t *in;
+    tl_platform_t platform;
+    route_fn fn;
+} guarded_t;
+
+static void guarded_cb(void *ud, h2o_req_t *req, const tl_auth_key_t *key) {
+    guarded_t *g = ud;
+    g->fn(g->in, req, g->platform, key->tenant);
+}
+
+/* Requires a connector key for platform (on the thread pool), then runs fn.
+ * The refusals (401, 403, 503) are answered by auth. */
+static void guard(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform, route_fn fn) {
+    guarded_t *g = h2o_mem_alloc_pool(&req->pool, sizeof *g);
+    *g = (guarded_t){in, platform, fn};
+    tl_auth_require_connector(in->auth, in->loop, req, platform, guarded_cb, g);
+}
+
+/* begin() for a guarded route: also remembers the key's tenant. */
+static job_t *begin_as(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform, route_t route,
+                       answer_t answer, const char *tenant) {
+    job_t *j = begin(in, req, platform, route, answer);
+    if (j) snprintf(j->key_tenant, sizeof j->key_tenant, "%s", tenant);
+    return j;
+}
+
+static void json_run(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform, const char *tenant) {
+    tl_problem_t pb;
+    job_t *j = begin_as(in, req, platform, ROUTE_JSON, ANSWER_202, tenant);
+    if (!j) return;
+    if (in->adapters[platform](&j->r.ctx, j->r.body, j->r.len, &j->out.base, &j->ev, &pb))
+        reject(req, j, &pb);
+    else
+        accept_job(in, req, j);
+}
+
+/* POST /v1/ingest/{platform}: web, api and the other plain JSON routes. */
 static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
     tl_ingest_t *in = ud;
     tl_problem_t pb;
@@ -625,47 +688,52 @@ static void ingest_handler(void *ud, h2o_req_t *req, const tl_http_params_t *par
         tl_http_problem(req, &pb);
         return;
     }
-    job_t *j = begin(in, req, platform, ROUTE_JSON, ANSWER_202);
-    if (!j) return;
-    if (in->adapters[platform](&j->r.ctx, j->r.body, j->r.len, &j->out.base, &j->ev, &pb))
-        reject(req, j, &pb);
-    else
-        accept_job(in, req, j);
+    guard(in, req, platform, json_run);
 }
 
-/* POST /v1/ingest/app: a mobile SDK upload (message and/or click stream). */
-static void app_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
-    tl_ingest_t *in = ud;
+static void app_run(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform, const char *tenant) {
     tl_problem_t pb;
-    (void)params;
-    job_t *j = begin(in, req, TL_PLATFORM_APP, ROUTE_APP, ANSWER_LIST);
+    job_t *j = begin_as(in, req, platform, ROUTE_APP, ANSWER_LIST, tenant);
     if (!j) return;
     if (tl_app_parse(&j->r.ctx, j->r.body, j->r.len, &j->out.app, &pb)) reject(req, j, &pb);
     else accept_job(in, req, j);
 }
 
-/* POST /v1/ingest/mini_program: a WeChat mini-program message. */
-static void mini_program_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
-    tl_ingest_t *in = ud;
-    tl_problem_t pb;
+/* POST /v1/ingest/app: a mobile SDK upload (message and/or click stream). */
+static void app_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
     (void)params;
-    job_t *j = begin(in, req, TL_PLATFORM_MINI_PROGRAM, ROUTE_MINI_PROGRAM, ANSWER_202);
+    guard(ud, req, TL_PLATFORM_APP, app_run);
+}
+
+static void mini_program_run(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform,
+                             const char *tenant) {
+    tl_problem_t pb;
+    job_t *j = begin_as(in, req, platform, ROUTE_MINI_PROGRAM, ANSWER_202, tenant);
     if (!j) return;
     if (tl_mini_program_parse(&j->r.ctx, j->r.body, j->r.len, &j->out.mp, &pb)) reject(req, j, &pb);
     else accept_job(in, req, j);
 }
 
-/* POST /v1/ingest/phone: a call centre's transcript segment. */
-static void phone_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
-    tl_ingest_t *in = ud;
-    tl_problem_t pb;
+/* POST /v1/ingest/mini_program: a WeChat mini-program message. */
+static void mini_program_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
     (void)params;
-    job_t *j = begin(in, req, TL_PLATFORM_PHONE, ROUTE_PHONE, ANSWER_202);
+    guard(ud, req, TL_PLATFORM_MINI_PROGRAM, mini_program_run);
+}
+
+static void phone_run(tl_ingest_t *in, h2o_req_t *req, tl_platform_t platform, const char *tenant) {
+    tl_problem_t pb;
+    job_t *j = begin_as(in, req, platform, ROUTE_PHONE, ANSWER_202, tenant);
     if (!j) return;
     if (tl_phone_parse(&in->phone, &j->r.ctx, j->r.body, j->r.len, &j->out.phone, &j->ev, &pb))
         reject(req, j, &pb);
     else
         accept_job(in, req, j);
+}
+
+/* POST /v1/ingest/phone: a call centre's transcript segment. */
+static void phone_post(void *ud, h2o_req_t *req, const tl_http_params_t *params) {
+    (void)params;
+    guard(ud, req, TL_PLATFORM_PHONE, phone_run);
 }
 
 /* POST /v1/ingest/douyin: a signed Douyin webhook. */
@@ -734,13 +802,14 @@ static void wechat_post(void *ud, h2o_req_t *req, const tl_http_params_t *params
         accept_job(in, req, j);
 }
 
-int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_config_t *cfg,
-                  tl_ingest_t **out) {
+int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, tl_auth_t *auth,
+                  const tl_config_t *cfg, tl_ingest_t **out) {
     char errstr[256];
     int rc = TL_ENOMEM;
     tl_ingest_t *in = calloc(1, sizeof *in);
     if (!in) return TL_ENOMEM;
     in->loop = loop;
+    in->auth = auth;
     in->max_body = cfg->max_body;
     in->ack_timeout_ms = (int)cfg->ack_timeout_ms;
     in->adapters[TL_PLATFORM_WEB] = tl_web_parse;

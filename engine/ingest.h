@@ -27,16 +27,21 @@
 
 #include "config.h"
 #include "http.h"
+#include "auth.h"
 #include "kafka.h"
 
 typedef struct tl_ingest tl_ingest_t;
 
 /* Creates the producer and registers the ingest routes on http.  The
  * producer starts connecting in the background; nothing is sent until a
- * request arrives.  On success *out is owned by the caller.  Errors:
- * TL_ENOMEM, TL_EKAFKA (producer could not be created).  Loop thread. */
-int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, const tl_config_t *cfg,
-                  tl_ingest_t **out);
+ * request arrives.  The JSON routes (web, app, mini_program, phone, api,
+ * ...) require a connector key for their platform through auth, which
+ * must outlive the ingest; WeChat and Douyin prove themselves with their
+ * platforms' signatures instead.  On success *out is owned by the caller.
+ * Errors: TL_ENOMEM, TL_EKAFKA (producer could not be created).  Loop
+ * thread. */
+int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, tl_auth_t *auth,
+                  const tl_config_t *cfg, tl_ingest_t **out);
 
 /* Waits up to timeout_ms for in-flight events, then closes the loop handles
  * (the loop must run once more to finish closing).  Loop thread. */

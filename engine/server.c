@@ -113,9 +113,9 @@ int tl_server_run(const tl_config_t *cfg) {
     uv_loop_init(&s.loop);
     rc = TL_ENOMEM;
     if (!(s.http = tl_http_new(&s.loop, (size_t)cfg->max_body))) goto fail_loop;
-    if ((rc = tl_ingest_new(&s.loop, s.http, kafka, cfg, &s.ingest))) goto fail_http;
-    if ((rc = tl_auth_new(cfg, &s.auth))) goto fail_ingest;
-    if ((rc = tl_writes_new(&s.loop, kafka, cfg, &s.writes))) goto fail_auth;
+    if ((rc = tl_auth_new(cfg, &s.auth))) goto fail_http;
+    if ((rc = tl_ingest_new(&s.loop, s.http, kafka, s.auth, cfg, &s.ingest))) goto fail_auth;
+    if ((rc = tl_writes_new(&s.loop, kafka, cfg, &s.writes))) goto fail_ingest;
     if ((rc = tl_rest_new(&s.loop, s.http, s.ingest, s.writes, s.auth, cfg, &s.rest))) goto fail_writes;
     if ((rc = tl_stream_new(&s.loop, s.http, kafka, s.auth, cfg, &s.stream))) goto fail_rest;
     if ((rc = tl_http_listen(s.http, cfg->http))) goto fail_stream;
@@ -154,8 +154,8 @@ int tl_server_run(const tl_config_t *cfg) {
     tl_stream_free(s.stream);
     tl_rest_free(s.rest);
     tl_writes_free(s.writes);
-    tl_auth_free(s.auth);
     tl_ingest_free(s.ingest);
+    tl_auth_free(s.auth);
     tl_kafka_free(kafka);
     tl_info("serve", "stopped");
     return s.exit_status;
@@ -170,12 +170,12 @@ fail_writes:
     tl_writes_close(s.writes, 0);
     uv_run(&s.loop, UV_RUN_NOWAIT);
     tl_writes_free(s.writes);
-fail_auth:
-    tl_auth_free(s.auth);
 fail_ingest:
     tl_ingest_close(s.ingest, 0);
     uv_run(&s.loop, UV_RUN_NOWAIT);
     tl_ingest_free(s.ingest);
+fail_auth:
+    tl_auth_free(s.auth);
 fail_http:
     tl_http_free(s.http);
 fail_loop:

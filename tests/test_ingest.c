@@ -220,14 +220,15 @@ static void in_begin_with(int with_index) {
     int n = ++in_seq;
     snprintf(in.prefix, sizeof in.prefix, "%sx%dx%d", in_run_tag, (int)getpid(), n);
     snprintf(in.topic, sizeof in.topic, "%s.events", in.prefix);
+    /* Connector keys are the rest suite's subject; these post without. */
     static const char *const ingest_only[] = {
-        "--fold", "0", "--project", "0", "--identity", "0",
+        "--auth", "off", "--fold", "0", "--project", "0", "--identity", "0",
         "--wechat-token", IN_WECHAT_TOKEN, "--wechat-tenant", IN_TENANT,
         "--douyin-secret", IN_DOUYIN_SECRET, "--douyin-tenant", IN_TENANT,
         NULL,
     };
     static const char *const pipeline[] = {
-        "--fold", "1", "--project", "1", "--identity", "1",
+        "--auth", "off", "--fold", "1", "--project", "1", "--identity", "1",
         "--identity-ttl-ms", IN_IDENTITY_TTL_MS, "--batch-ms", "5",
         "--wechat-token", IN_WECHAT_TOKEN, "--wechat-tenant", IN_TENANT,
         "--douyin-secret", IN_DOUYIN_SECRET, "--douyin-tenant", IN_TENANT,
@@ -1283,7 +1284,7 @@ START_TEST(ingest_app_unacknowledged_upload_is_503) {
     IN_ASSERT(port > 0, "no free port");
     snprintf(brokers, sizeof brokers, "127.0.0.1:%d", port);   /* nobody listens */
     snprintf(in.prefix, sizeof in.prefix, "%sx%dx%d", in_run_tag, (int)getpid(), n);
-    static const char *const extra[] = {"--fold", "0", "--project", "0", "--identity", "0",
+    static const char *const extra[] = {"--auth", "off", "--fold", "0", "--project", "0", "--identity", "0",
                                         "--ack-timeout-ms", "2000", NULL};
     IN_ASSERT(tl_test_serve_init(&in.serve, in_exe, brokers, in_pg_dsn, in.prefix, IN_PARTITIONS,
                                  extra, err, sizeof err) == 0, "%s", err);

@@ -369,6 +369,61 @@ END_TEST
 
 /* Pages through path with limit n, collecting the ids under `idkey`;
  * returns how many, into ids (comma-joined). */
+/* The JSON ingest routes take connector keys for their platforms, of the
+ * tenant they post for; WeChat and Douyin keep their own signatures. */
+START_TEST(rest_ingest_requires_a_connector_key_for_its_platform_and_tenant) {
+    rt_begin(NULL);
+    char web_t1[512], web_t2[512], phone_t1[512];
+    long long now = (long long)tl_test_now_ms();
+    snprintf(web_t1, sizeof web_t1,
+             "{\"tenant_id\":\"t1\",\"visitor_id\":\"v-auth\",\"message_id\":\"m-auth\","
+             "\"sent_at\":%lld,\"text\":\"hello\"}", now);
+    snprintf(web_t2, sizeof web_t2,
+             "{\"tenant_id\":\"t2\",\"visitor_id\":\"v-auth\",\"message_id\":\"m-auth\","
+             "\"sent_at\":%lld,\"text\":\"hello\"}", now);
+    snprintf(phone_t1, sizeof phone_t1,
+             "{\"tenant_id\":\"t1\",\"call_id\":\"c-auth\",\"caller_number\":\"+8613800138000\","
+             "\"speaker\":\"customer\",\"start_ms\":0,\"end_ms\":900,\"text\":\"hi\","
+             "\"confidence\":0.9,\"segment_id\":\"s1\",\"occurred_at\":%lld}", now);
+    char forged[TL_AUTH_TOKEN_LEN + 1];
+    snprintf(forged, sizeof forged, "%s", rt.connector);
+    forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == '0' ? '1' : '0';
+
+    tl_test_resp_t resp;
+    static const char *const paths[] = {"/v1/ingest/web", "/v1/ingest/api", "/v1/ingest/app",
+                                        "/v1/ingest/mini_program", "/v1/ingest/phone"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        rt_expect("POST", NULL, "nobody", paths[i], web_t1, 401, &resp);
+        json_t *j = rt_json(&resp);
+        RT_ASSERT(strcmp(json_string_value(json_object_get(j, "field")), "Authorization") == 0,
+                  "401 names Authorization");
+        json_decref(j);
+        tl_test_resp_close(&resp);
+        rt_expect("POST", forged, "a forged key", paths[i], web_t1, 401, NULL);
+    }
+    /* Roles: agents and auditors never ingest; a connector only for its platforms. */
+    rt_expect("POST", rt.alice, "agent", "/v1/ingest/web", web_t1, 403, NULL);
+    rt_expect("POST", rt.auditor, "auditor", "/v1/ingest/web", web_t1, 403, NULL);
+    rt_expect("POST", rt.connector, "web/api connector", "/v1/ingest/phone", phone_t1, 403, NULL);
+    rt_expect("POST", rt.connector, "web/api connector", "/v1/ingest/app", web_t1, 403, NULL);
+    /* Tenants: a key speaks for its own tenant only. */
+    rt_expect("POST", rt.connector, "t1 connector", "/v1/ingest/web", web_t2, 403, &resp);
+    json_t *j = rt_json(&resp);
+    RT_ASSERT(strcmp(json_string_value(json_object_get(j, "field")), "tenant_id") == 0,
+              "403 names tenant_id: %s", resp.body);
+    json_decref(j);
+    tl_test_resp_close(&resp);
+    rt_expect("POST", rt.admin2, "t2 admin", "/v1/ingest/web", web_t1, 403, NULL);
+    /* Nothing refused reached the log; the right key is accepted once. */
+    rt_expect("POST", rt.connector, "web/api connector", "/v1/ingest/web", web_t1, 202, &resp);
+    j = rt_json(&resp);
+    RT_ASSERT(json_is_false(json_object_get(j, "duplicate")), "first accepted post is new: %s",
+              resp.body);
+    json_decref(j);
+    tl_test_resp_close(&resp);
+}
+END_TEST
+
 static int rt_page_all(const char *key, const char *path, int n, const char *idkey, char *ids, size_t idsz) {
     char cursor[256] = "", p[1024];
     int count = 0, pages = 0;
@@ -1012,6 +1067,7 @@ Suite *tl_rest_suite(void) {
     tcase_add_checked_fixture(tc, rt_setup, rt_teardown);
     tcase_add_test(tc, rest_keys_command_creates_lists_and_revokes);
     tcase_add_test(tc, rest_denies_every_role_what_it_may_not_do);
+    tcase_add_test(tc, rest_ingest_requires_a_connector_key_for_its_platform_and_tenant);
     tcase_add_test(tc, rest_reads_filter_page_and_render_every_view);
     tcase_add_test(tc, rest_writes_check_their_bodies_and_conflict_state);
     tcase_add_test(tc, rest_reply_is_read_back_after_its_position);
