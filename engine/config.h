@@ -13,7 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* XX(field, flag, type, default, help); type is STR or INT. */
+/* XX(field, flag, type, default, help); type is STR, INT or BOOL (a BOOL flag
+ * alone means 1; --name=0 turns it off). */
 #define TL_CONFIG_MAP(XX)                                                                 \
     XX(kafka_brokers, "kafka-brokers", STR, "127.0.0.1:9092",                             \
        "Kafka bootstrap servers, or \"embedded\" for librdkafka's in-process mock "       \
@@ -64,16 +65,26 @@
        "WeChat EncodingAESKey (43 chars): safe mode; needs --wechat-appid")               \
     XX(wechat_appid, "wechat-appid", STR, "", "WeChat AppID, checked in safe mode")        \
     XX(wechat_tenant, "wechat-tenant", STR, "default",                                     \
-       "tenant the WeChat Official Account's customers belong to")
+       "tenant the WeChat Official Account's customers belong to")                        \
+    XX(customer, "customer", STR, "",                                                      \
+       "replay/state/audit/export: the customer id to read (its partition and key only)")  \
+    XX(conversation, "conversation", STR, "", "audit: one conversation's account")        \
+    XX(as_of, "as-of", STR, "",                                                            \
+       "replay/state: only events received at or before this time (RFC 3339 or epoch ms)") \
+    XX(from, "from", STR, "",                                                              \
+       "replay: start offsets of .events, PARTITION:OFFSET,... (others from the beginning)") \
+    XX(json, "json", BOOL, "0", "verify/state/audit/replay: print JSON instead of text")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;
 #define TL_CONFIG_FIELD_INT(f) int64_t f;
+#define TL_CONFIG_FIELD_BOOL(f) int64_t f;
 #define TL_CONFIG_FIELD(f, flag, type, def, help) TL_CONFIG_FIELD_##type(f)
     TL_CONFIG_MAP(TL_CONFIG_FIELD)
 #undef TL_CONFIG_FIELD
 #undef TL_CONFIG_FIELD_STR
 #undef TL_CONFIG_FIELD_INT
+#undef TL_CONFIG_FIELD_BOOL
 } tl_config_t;
 
 /* Fills cfg with the defaults, then the TL_* environment.  Strings point to
