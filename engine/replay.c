@@ -290,7 +290,7 @@ int tl_replay_run(tl_kafka_t *k, tl_fold_t *fold, const tl_replay_opts_t *opts, 
         q = rd_kafka_queue_get_consumer(rk);
     }
     while (live > 0 && !rc) {
-        ssize_t got = rd_kafka_consume_batch_queue(q, 500, msgs, BATCH);
+        ssize_t got = rd_kafka_consume_batch_queue(q, 100, msgs, BATCH);
         if (got < 0) {
             rc = TL_EKAFKA;
             set_err(err, errlen, "consume %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));

@@ -392,9 +392,13 @@ static int conv_items_diff(tl_verify_t *v, const tl_verify_conv_t *r, const tl_v
     size_t n = r->nitems < s->nitems ? r->nitems : s->nitems;
     for (size_t i = 0; i < n; i++) {
         const tl_verify_item_t *x = &r->items[i], *y = &s->items[i];
-        if (strcmp(x->event_id, y->event_id) != 0 || x->effective_ts != y->effective_ts ||
-            x->partition != y->partition || x->offset != y->offset || x->part != y->part) {
-            snprintf(field, sizeof field, "items[%zu]", i);
+        const char *what = strcmp(x->event_id, y->event_id) != 0 ? "event_id"
+                           : x->effective_ts != y->effective_ts       ? "effective_ts"
+                           : x->partition != y->partition || x->offset != y->offset ? "position"
+                           : x->part != y->part                       ? "part"
+                                                                      : NULL;
+        if (what) {
+            snprintf(field, sizeof field, "items[%zu].%s", i, what);
             item_text(x, a, sizeof a);
             item_text(y, b, sizeof b);
             return add_diff(v, "conversation", r->id, r->customer, source, field, a, b) ? -1 : 1;

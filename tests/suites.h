@@ -23,12 +23,14 @@
     XX(api)                                                                   \
     XX(change)                                                                \
     XX(fold)                                                                  \
-    XX(resident)
+    XX(resident)                                                              \
+    XX(verify)
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
     XX(pipeline)                                                              \
     XX(fold_worker)                                                           \
-    XX(ingest)
+    XX(ingest)                                                                \
+    XX(replay)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)
