@@ -393,7 +393,7 @@ static json_t *conversations(const tl_audit_t *a, const char *customer) {
     return arr;
 }
 
-json_t *tl_audit_state(const tl_audit_t *a, const tl_fold_t *fold, const char *customer,
+json_t *tl_audit_state(const tl_audit_t *a, tl_fold_t *fold, const char *customer,
                        int64_t as_of_ms, int *err) {
     *err = TL_ENOMEM;
     const char *tenant = tl_audit_tenant(a, customer);
@@ -414,7 +414,7 @@ json_t *tl_audit_state(const tl_audit_t *a, const tl_fold_t *fold, const char *c
     tl_codec_t *codec = tl_codec_new(tl_schema_state, &e);
     tl_buf_t buf;
     tl_buf_init(&buf);
-    if (!codec || tl_fold_state_encode((tl_fold_t *)fold, codec, t, c, &buf) ||
+    if (!codec || tl_fold_state_encode(fold, codec, t, c, &buf) ||
         tl_verify_digest(buf.data, buf.len, hex)) {
         tl_codec_free(codec);
         tl_buf_close(&buf);
@@ -498,7 +498,7 @@ json_t *tl_audit_account(const tl_audit_t *a, const char *customer, const char *
     return o;
 }
 
-json_t *tl_audit_export(const tl_audit_t *a, const tl_fold_t *fold, const char *customer, int *err) {
+json_t *tl_audit_export(const tl_audit_t *a, tl_fold_t *fold, const char *customer, int *err) {
     *err = TL_ENOMEM;
     json_t *o = json_pack("{s:s, s:[], s:[]}", "customer_id", customer, "linked_customers", "customers");
     if (!o) return NULL;

@@ -67,7 +67,7 @@ const char *tl_audit_tenant(const tl_audit_t *a, const char *customer);
  * state fold holds.  as_of_ms TL_REPLAY_NO_LIMIT (INT64_MAX): "as_of" null.
  * NULL with TL_ENOTFOUND in *err when fold holds no state for it, or
  * TL_ENOMEM.  Owner thread. */
-json_t *tl_audit_state(const tl_audit_t *a, const tl_fold_t *fold, const char *customer,
+json_t *tl_audit_state(const tl_audit_t *a, tl_fold_t *fold, const char *customer,
                        int64_t as_of_ms, int *err);
 
 /* The chronological account: {"customer_id" or "conversation_id",
@@ -85,7 +85,7 @@ json_t *tl_audit_account(const tl_audit_t *a, const char *customer, const char *
  * tenant_id, identities, state, conversations, events: [event...]}]}, the
  * events complete, as connectors sent them.  NULL with *err set
  * (TL_ENOTFOUND: no state for customer; TL_ENOMEM). */
-json_t *tl_audit_export(const tl_audit_t *a, const tl_fold_t *fold, const char *customer, int *err);
+json_t *tl_audit_export(const tl_audit_t *a, tl_fold_t *fold, const char *customer, int *err);
 
 /* The event as JSON: the envelope and its payload by name.  New
  * reference; NULL on allocation failure.  Any thread. */

@@ -234,6 +234,7 @@ out:
 /* Replays customer and, when follow, everyone linked with it, into a. */
 static int replay_linked(cmd_ctx_t *c, const char *customer, int follow, tl_audit_t *a) {
     tl_str_t set[MAX_LINKED];
+    char copies[MAX_LINKED][40];
     size_t n = 1;
     set[0] = (tl_str_t){customer, strlen(customer)};
     for (int round = 0; round < 8; round++) {
@@ -250,7 +251,6 @@ static int replay_linked(cmd_ctx_t *c, const char *customer, int follow, tl_audi
         }
         if (n == before) return 0;
         /* The ids point into a's list, which clear frees: keep copies. */
-        static char copies[MAX_LINKED][40];
         for (size_t k = 1; k < n; k++) {
             if (set[k].ptr == copies[k]) continue;
             snprintf(copies[k], sizeof copies[k], "%.*s", (int)set[k].len, set[k].ptr);

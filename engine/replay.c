@@ -289,8 +289,19 @@ int tl_replay_run(tl_kafka_t *k, tl_fold_t *fold, const tl_replay_opts_t *opts, 
         }
         q = rd_kafka_queue_get_consumer(rk);
     }
+    int64_t last_record = now_ms();
     while (live > 0 && !rc) {
         ssize_t got = rd_kafka_consume_batch_queue(q, 100, msgs, BATCH);
+        if (got > 0) {
+            last_record = now_ms();
+        } else if (now_ms() - last_record > (int64_t)opts->timeout_ms * 6) {
+            /* Records remain below the end but none arrive: the broker has
+             * gone away (librdkafka retries for ever on its own). */
+            rc = TL_EKAFKA_DOWN;
+            set_err(err, errlen, "no record of %s for %d s with %d partitions unfinished (broker %s "
+                    "unreachable?)", topic, opts->timeout_ms * 6 / 1000, live, tl_kafka_brokers(k));
+            break;
+        }
         if (got < 0) {
             rc = TL_EKAFKA;
             set_err(err, errlen, "consume %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));

@@ -64,7 +64,8 @@ typedef struct tl_replay_opts {
     const int64_t *from;
     size_t nfrom;
     int progress;               /* draw progress on stderr if it is a terminal */
-    int timeout_ms;             /* for metadata and end offsets */
+    int timeout_ms;             /* for metadata and end offsets; six times it
+                                   without a record fails the replay */
 } tl_replay_opts_t;
 
 typedef struct tl_replay_stats {
@@ -89,7 +90,7 @@ tl_fold_t *tl_replay_fold_new(const tl_config_t *cfg, char *err, size_t errlen);
 /* Replays <prefix>.events of cluster k into fold (which may already hold
  * states: they are folded onto), calling cb (may be NULL) after every
  * record folded.  Errors: TL_EKAFKA_DOWN (broker unreachable or the topic
- * missing), TL_EKAFKA, TL_ENOMEM, or cb's error; a message in err.  On
+ * missing, or no record for 6 x opts.timeout_ms while some are due), TL_EKAFKA, TL_ENOMEM, or cb's error; a message in err.  On
  * error the fold holds what was folded so far.  Calling thread. */
 int tl_replay_run(tl_kafka_t *k, tl_fold_t *fold, const tl_replay_opts_t *opts, tl_replay_cb cb,
                   void *opaque, tl_replay_stats_t *stats, char *err, size_t errlen);

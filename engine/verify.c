@@ -557,9 +557,16 @@ static int read_state_topic(tl_kafka_t *k, stored_t *s, int timeout_ms, char *er
     char *done = calloc((size_t)n, 1);
     if (!rc && !done) rc = TL_ENOMEM;
     if (!rc && live) rd_kafka_assign(rk, parts);
+    int64_t last_record = tl_kafka_now_ms();
     while (!rc && live > 0) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
+        if (!m && tl_kafka_now_ms() - last_record > (int64_t)timeout_ms * 6) {
+            snprintf(err, errlen, "no record of %s for %d s with %d partitions unfinished", topic,
+                     timeout_ms * 6 / 1000, live);
+            rc = TL_EKAFKA_DOWN;
+        }
         if (!m) continue;
+        last_record = tl_kafka_now_ms();
         int p = m->partition;
         if (p < 0 || p >= n || done[p]) {
             rd_kafka_message_destroy(m);

@@ -96,7 +96,8 @@ int tl_verify_observe(void *v, const tl_event_t *ev, const tl_fold_result_t *res
 
 /* Compares the replayed states in fold with the latest record per key of
  * <prefix>.state (read read_committed, without a group, never committed).
- * Records differences; returns TL_OK, or TL_EKAFKA_DOWN / TL_EKAFKA /
+ * Records differences; returns TL_OK, or TL_EKAFKA_DOWN (also when no
+ * record arrives for 6 x timeout_ms while some are due) / TL_EKAFKA /
  * TL_ENOMEM with a message in err.  Owner thread. */
 int tl_verify_state_topic(tl_verify_t *v, tl_kafka_t *k, tl_fold_t *fold, int timeout_ms,
                           char *err, size_t errlen);

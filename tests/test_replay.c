@@ -373,6 +373,67 @@ START_TEST(replay_verify_names_tampered_conversation_and_field) {
     rp_verify_names(conv, "view_web", "rows[0]");
     rp_sql("DELETE FROM view_web WHERE event_id = $1", acks[2][0].event_id);
     rp_verify_passes(30000);
+
+    /* A conversation's account: its events, in order, nothing else. */
+    const char *const au_args[] = {"--conversation", conv, "--json", NULL};
+    RP_ASSERT(rp_cmd("audit", au_args) == 0, "audit --conversation exited non-zero");
+    json_t *j = rp_json(), *e;
+    size_t i;
+    tl_test_report_t rep = {.text = ""};
+    json_t *events = json_object_get(j, "events");
+    if (json_array_size(events) != PER) tl_test_report(&rep, "%zu events, want %d", json_array_size(events), PER);
+    json_array_foreach(events, i, e) {
+        const char *id = json_string_value(json_object_get(e, "event_id"));
+        const char *c = json_string_value(json_object_get(e, "conversation_id"));
+        if (i < PER && (!id || strcmp(id, acks[3][i].event_id) != 0))
+            tl_test_report(&rep, "event %zu is %s, want %s", i, id ? id : "?", acks[3][i].event_id);
+        if (!c || strcmp(c, conv) != 0) tl_test_report(&rep, "event %zu of conversation %s", i, c ? c : "none");
+    }
+    json_decref(j);
+    RP_ASSERT(rep.count == 0, "audit --conversation %s:%s", conv, rep.text);
+    const char *const none[] = {"--conversation", "00000000-0000-5000-8000-000000000000", NULL};
+    RP_ASSERT(rp_cmd("audit", none) == 1 && strstr(rp.out, "no events of conversation"), "unknown conversation");
+
+    /* A newer .state record for customer 0 holding an older state (one
+     * event folded): verify names the customer and the field. */
+    const char *cust = acks[0][0].customer_id;
+    int err = 0;
+    tl_fold_t *f = tl_fold_new(&(tl_fold_opts_t){300000, 1800000, NULL, 0});
+    tl_codec_t *st_codec = tl_codec_new(tl_schema_state, &err);
+    RP_ASSERT(f && st_codec, "fold or codec");
+    tl_event_t ev;
+    tl_fold_result_t res;
+    memset(&ev, 0, sizeof ev);
+    ev.event_id = TL_STR("forged-event");
+    ev.tenant_id = TL_STR(RP_TENANT);
+    ev.customer_id = (tl_str_t){cust, strlen(cust)};
+    ev.platform = TL_PLATFORM_WEB;
+    ev.platform_user_id = TL_STR("v-0");
+    ev.idempotency_key = TL_STR("web:forged");
+    ev.occurred_at = ev.received_at = tl_test_now_ms();
+    ev.kind = TL_EV_MESSAGE_RECEIVED;
+    ev.u.message.text = TL_STR("forged");
+    RP_ASSERT(tl_fold_apply(f, &ev, &res) == 0, "fold");
+    tl_buf_t b;
+    tl_buf_init(&b);
+    RP_ASSERT(tl_fold_state_encode(f, st_codec, ev.tenant_id, ev.customer_id, &b) == 0, "encode");
+    char errstr[256], topic[256];
+    snprintf(topic, sizeof topic, "%s.state", rp.prefix);
+    rd_kafka_conf_t *pconf = rd_kafka_conf_new();
+    rd_kafka_conf_set(pconf, "bootstrap.servers", rp_brokers, errstr, sizeof errstr);
+    rd_kafka_conf_set(pconf, "partitioner", "murmur2_random", errstr, sizeof errstr);
+    rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, errstr, sizeof errstr);
+    RP_ASSERT(prod != NULL, "%s", errstr);
+    rd_kafka_resp_err_t pe = rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(cust, strlen(cust)),
+                                               RD_KAFKA_V_VALUE(b.data, b.len),
+                                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    int left = rd_kafka_flush(prod, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : rd_kafka_outq_len(prod);
+    rd_kafka_destroy(prod);
+    tl_buf_close(&b);
+    tl_codec_free(st_codec);
+    tl_fold_free(f);
+    RP_ASSERT(pe == 0 && left == 0, "producing the forged state: %s", rd_kafka_err2str(pe));
+    rp_verify_names(cust, ".state", "version");
 }
 END_TEST
 
