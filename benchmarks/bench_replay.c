@@ -12,7 +12,8 @@
  *
  *   raw     a bare librdkafka consumer: partitions assigned at their low
  *           watermarks, read_committed, the same fetch sizes as the replay,
- *           rd_kafka_consume_batch_queue, every record counted and freed,
+ *           rd_kafka_consume_batch_queue as the replay calls it (wait for one
+ *           record, then drain the queue), every record counted and freed,
  *           nothing decoded, stopping at the E-th record: the ceiling.
  *   Both are timed from creating their client to their last record.
  *   replay  tl_replay_run into a fresh fold: the same consumer, plus
@@ -145,7 +146,11 @@ static int64_t raw_consume(tl_kafka_t *kafka, int64_t expect, double *seconds) {
     rd_kafka_message_t *msgs[4096];
     int64_t n = 0;
     while (n < expect && tl_workload_now() - t0 < 300) {
-        ssize_t got = rd_kafka_consume_batch_queue(q, 100, msgs, 4096);
+        ssize_t got = rd_kafka_consume_batch_queue(q, 100, msgs, 1);
+        if (got == 1) {
+            ssize_t more = rd_kafka_consume_batch_queue(q, 0, msgs + 1, 4095);
+            if (more > 0) got += more;
+        }
         for (ssize_t i = 0; i < got; i++) {
             if (!msgs[i]->err) n++;
             rd_kafka_message_destroy(msgs[i]);

@@ -291,7 +291,14 @@ int tl_replay_run(tl_kafka_t *k, tl_fold_t *fold, const tl_replay_opts_t *opts, 
     }
     int64_t last_record = now_ms();
     while (live > 0 && !rc) {
-        ssize_t got = rd_kafka_consume_batch_queue(q, 100, msgs, BATCH);
+        /* A batch call waits for a full batch or its timeout, which would
+         * stall every partition's tail: block for one record only, then
+         * take whatever else is queued without waiting. */
+        ssize_t got = rd_kafka_consume_batch_queue(q, 100, msgs, 1);
+        if (got == 1) {
+            ssize_t more = rd_kafka_consume_batch_queue(q, 0, msgs + 1, BATCH - 1);
+            if (more > 0) got += more;
+        }
         if (got > 0) {
             last_record = now_ms();
         } else if (now_ms() - last_record > (int64_t)opts->timeout_ms * 6) {
