@@ -12,12 +12,6 @@ _TL_COMMON_SH=1
 
 TL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 TL_RUN="$TL_ROOT/.run"
-# The physical path, so that a checkout whose .run links to another's
-# recognises the services that other checkout started (process command
-# lines hold the physical path).
-if [[ -d "$TL_RUN" ]]; then
-    TL_RUN="$(cd "$TL_RUN" && pwd -P)"
-fi
 
 # Kafka version the runtime class path is pinned to (see tools/kafka/pom.xml).
 TL_KAFKA_VERSION=3.9.1
