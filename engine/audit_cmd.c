@@ -142,7 +142,33 @@ int tl_audit_cmd_replay(const tl_config_t *cfg) {
     if (rc) return rc;
     tl_str_t who = {cfg->customer, strlen(cfg->customer)};
     tl_replay_stats_t st;
-    rc = cmd_replay(&c, &who, who.len ? 1 : 0, NULL, NULL, 1, &st);
+    /* --scratch-schema: keep what the projections would hold, then write
+     * it to a new schema (the only write any of these commands makes, and
+     * only when asked). */
+    tl_verify_t *v = NULL;
+    PGconn *pg = NULL;
+    if (cfg->scratch_schema[0]) {
+        int e;
+        if (!(v = tl_verify_new())) rc = 2;
+        else if (!(pg = tl_pg_connect(cfg->pg_dsn, &e))) {
+            fprintf(stderr, "threadline replay: cannot reach PostgreSQL (%s) for --scratch-schema\n", cfg->pg_dsn);
+            rc = 2;
+        }
+    }
+    if (!rc) rc = cmd_replay(&c, &who, who.len ? 1 : 0, v ? tl_verify_observe : NULL, v, 1, &st);
+    if (!rc && v) {
+        char err[512];
+        int e = tl_verify_write_schema(v, c.fold, pg, cfg->scratch_schema, err, sizeof err);
+        if (e) {
+            fprintf(stderr, "threadline replay: --scratch-schema %s: %s\n", cfg->scratch_schema, err);
+            rc = 2;
+        } else if (!cfg->json) {
+            printf("replay: wrote the replayed customers, conversations and items to schema %s\n",
+                   cfg->scratch_schema);
+        }
+    }
+    if (pg) PQfinish(pg);
+    tl_verify_free(v);
     if (!rc) {
         if (cfg->json) {
             json_t *j = json_pack("{s:s, s:o, s:I}", "topic", tl_kafka_topic(c.kafka, TL_TOPIC_EVENTS), "stats",

@@ -73,7 +73,10 @@
        "replay/state: only events received at or before this time (RFC 3339 or epoch ms)") \
     XX(from, "from", STR, "",                                                              \
        "replay: start offsets of .events, PARTITION:OFFSET,... (others from the beginning)") \
-    XX(json, "json", BOOL, "0", "verify/state/audit/replay: print JSON instead of text")
+    XX(json, "json", BOOL, "0", "verify/state/audit/replay: print JSON instead of text")    \
+    XX(scratch_schema, "scratch-schema", STR, "",                                          \
+       "replay: also write the replayed customers, conversations and items to this new "   \
+       "PostgreSQL schema (created; never an existing one)")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;

@@ -991,3 +991,110 @@ fail:
     tl_buf_close(&buf);
     return NULL;
 }
+
+/* ---- a scratch schema ---------------------------------------------------- */
+
+static int exec_sql(PGconn *pg, const char *sql, int n, const char *const *vals, char *err, size_t errlen) {
+    PGresult *r = PQexecParams(pg, sql, n, NULL, vals, NULL, NULL, 0);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? TL_OK : tl_pg_err(pg, r);
+    if (rc) snprintf(err, errlen, "%s", PQerrorMessage(pg));
+    PQclear(r);
+    return rc;
+}
+
+static int plain_identifier(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) return 0;
+    return strcmp(s, "public") != 0 && strncmp(s, "pg_", 3) != 0 && strcmp(s, "information_schema") != 0;
+}
+
+int tl_verify_write_schema(tl_verify_t *v, tl_fold_t *fold, PGconn *pg, const char *schema, char *err,
+                           size_t errlen) {
+    if (!plain_identifier(schema)) {
+        snprintf(err, errlen, "\"%s\" is not a plain lower-case identifier (or is public, pg_*, "
+                 "information_schema)", schema);
+        return TL_EINVAL;
+    }
+    finish_replay(v);
+    json_t *report = tl_verify_report(v, fold);
+    if (!report) return TL_ENOMEM;
+    char sql[1024];
+    int rc = exec_sql(pg, "BEGIN", 0, NULL, err, errlen);
+    if (rc) {
+        json_decref(report);
+        return rc;
+    }
+    PGresult *r = PQexecParams(pg, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL,
+                               (const char *const[]){schema}, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = tl_pg_err(pg, r);
+        snprintf(err, errlen, "%s", PQerrorMessage(pg));
+    } else if (PQntuples(r) > 0) {
+        rc = TL_EEXISTS;
+        snprintf(err, errlen, "schema %s exists: choose a new name (nothing existing is overwritten)", schema);
+    }
+    PQclear(r);
+    /* The name is a checked plain identifier: safe to interpolate (an
+     * identifier cannot be a parameter). */
+    static const char *const ddl[] = {
+        "CREATE SCHEMA \"%s\"",
+        "CREATE TABLE \"%s\".customers (tenant_id text, customer_id text, version bigint, platforms text,"
+        " first_seen bigint, last_activity bigint, state_sha256 text, PRIMARY KEY (tenant_id, customer_id))",
+        "CREATE TABLE \"%s\".conversations (tenant_id text, conversation_id text, customer_id text, status text,"
+        " version bigint, item_count bigint, platforms text, opened_at bigint, last_activity bigint, digest text,"
+        " PRIMARY KEY (tenant_id, conversation_id))",
+        "CREATE TABLE \"%s\".items (tenant_id text, conversation_id text, seq int, event_id text,"
+        " effective_ts bigint, source_partition int, source_offset bigint,"
+        " PRIMARY KEY (tenant_id, conversation_id, seq))",
+    };
+    for (size_t i = 0; !rc && i < sizeof ddl / sizeof *ddl; i++) {
+        snprintf(sql, sizeof sql, ddl[i], schema);
+        rc = exec_sql(pg, sql, 0, NULL, err, errlen);
+    }
+    json_t *custs = json_object_get(report, "customers");
+    for (size_t i = 0; !rc && i < v->ncust; i++) {
+        const vcust_t *c = &v->cust[i];
+        char version[24], first[24], last[24], plats[160];
+        i64s(version, sizeof version, c->version);
+        i64s(first, sizeof first, c->first_seen);
+        i64s(last, sizeof last, c->last_activity);
+        platform_bits_text(c->platforms, plats, sizeof plats);
+        const char *digest = json_string_value(json_object_get(json_array_get(custs, i), "digest"));
+        const char *vals[] = {c->tenant, c->id, version, plats, first, last, digest};
+        snprintf(sql, sizeof sql, "INSERT INTO \"%s\".customers VALUES ($1, $2, $3, $4, $5, $6, $7)", schema);
+        rc = exec_sql(pg, sql, 7, vals, err, errlen);
+    }
+    json_t *convs = json_object_get(report, "conversations");
+    for (size_t i = 0; !rc && i < v->conv.n; i++) {
+        const tl_verify_conv_t *c = &v->conv.v[i];
+        char version[24], count[24], opened[24], last[24];
+        i64s(version, sizeof version, c->version);
+        i64s(count, sizeof count, c->item_count);
+        i64s(opened, sizeof opened, c->opened_at);
+        i64s(last, sizeof last, c->last_activity);
+        const char *digest = json_string_value(json_object_get(json_array_get(convs, i), "digest"));
+        const char *vals[] = {c->tenant, c->id, c->customer, c->closed ? "closed" : "open", version, count,
+                              c->platforms, opened, last, digest};
+        snprintf(sql, sizeof sql, "INSERT INTO \"%s\".conversations VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+                 " $10)", schema);
+        rc = exec_sql(pg, sql, 10, vals, err, errlen);
+        for (size_t k = 0; !rc && k < c->nitems; k++) {
+            const tl_verify_item_t *it = &c->items[k];
+            char seq[24], ets[24], part[24], off[24];
+            i64s(seq, sizeof seq, (int64_t)k);
+            i64s(ets, sizeof ets, it->effective_ts);
+            i64s(part, sizeof part, it->partition);
+            i64s(off, sizeof off, it->offset);
+            const char *ivals[] = {c->tenant, c->id, seq, it->event_id, ets, part, off};
+            snprintf(sql, sizeof sql, "INSERT INTO \"%s\".items VALUES ($1, $2, $3, $4, $5, $6, $7)", schema);
+            rc = exec_sql(pg, sql, 7, ivals, err, errlen);
+        }
+    }
+    json_decref(report);
+    char ignored[256];
+    if (!rc) rc = exec_sql(pg, "COMMIT", 0, NULL, err, errlen);
+    else exec_sql(pg, "ROLLBACK", 0, NULL, ignored, sizeof ignored);
+    return rc;
+}

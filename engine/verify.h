@@ -108,6 +108,21 @@ int tl_verify_state_topic(tl_verify_t *v, tl_kafka_t *k, tl_fold_t *fold, int ti
  * TL_EPG / TL_ENOMEM with a message in err.  Owner thread. */
 int tl_verify_postgres(tl_verify_t *v, PGconn *pg, char *err, size_t errlen);
 
+/* Writes the replayed model to a new schema of pg, in one transaction:
+ * <schema>.customers (tenant_id, customer_id, version, platforms,
+ * first_seen, last_activity, state_sha256), <schema>.conversations
+ * (tenant_id, conversation_id, customer_id, status, version, item_count,
+ * platforms, opened_at, last_activity, digest) and <schema>.items
+ * (tenant_id, conversation_id, seq, event_id, effective_ts,
+ * source_partition, source_offset), so a replay can be joined with the
+ * projection tables by hand.  schema must be a plain lower-case
+ * identifier, not public nor pg_*; an existing schema is never touched.
+ * Errors: TL_EINVAL (bad name), TL_EEXISTS (schema exists), TL_EPG_DOWN,
+ * TL_EPG, TL_ENOMEM, with a message in err; on error nothing is written.
+ * Owner thread. */
+int tl_verify_write_schema(tl_verify_t *v, tl_fold_t *fold, PGconn *pg, const char *schema, char *err,
+                           size_t errlen);
+
 /* Differences recorded so far, in the order found.  Owner thread. */
 size_t tl_verify_ndiffs(const tl_verify_t *v);
 const tl_verify_diff_t *tl_verify_diff_at(const tl_verify_t *v, size_t i);

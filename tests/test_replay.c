@@ -344,6 +344,27 @@ START_TEST(replay_verify_names_tampered_conversation_and_field) {
     rp_wait_rows(CUSTOMERS * PER, 120000);
     rp_verify_passes(60000);
 
+    /* A replay written to a scratch schema holds what the projection
+     * holds; a second one never overwrites it. */
+    const char *const scratch[] = {"--scratch-schema", "rp_scratch", NULL};
+    RP_ASSERT(rp_cmd("replay", scratch) == 0, "replay --scratch-schema exited non-zero");
+    char err[512];
+    int64_t diff = -1;
+    RP_ASSERT(tl_test_pg_int(rp.pg,
+                             "SELECT (SELECT count(*) FROM ((SELECT conversation_id, event_id,"
+                             " round(extract(epoch FROM effective_ts) * 1000)::bigint, source_partition, source_offset"
+                             " FROM view_agent) EXCEPT (SELECT conversation_id, event_id, effective_ts, source_partition,"
+                             " source_offset FROM rp_scratch.items)) d)"
+                             " + (SELECT count(*) FROM view_agent) - (SELECT count(*) FROM rp_scratch.items)"
+                             " + (SELECT count(*) FROM ((SELECT conversation_id, customer_id, version, item_count FROM"
+                             " conversations) EXCEPT (SELECT conversation_id, customer_id, version, item_count FROM"
+                             " rp_scratch.conversations)) c)",
+                             0, NULL, &diff, err, sizeof err) == 0, "%s", err);
+    RP_ASSERT(diff == 0, "the scratch schema differs from the projection (%" PRId64 ")", diff);
+    RP_ASSERT(rp_cmd("replay", scratch) == 2 && strstr(rp.out, "exists"), "a second --scratch-schema rp_scratch");
+    const char *const bad_schema[] = {"--scratch-schema", "public", NULL};
+    RP_ASSERT(rp_cmd("replay", bad_schema) == 2, "--scratch-schema public must be refused");
+
     char conv[64];
     rp_sql_value("SELECT conversation_id FROM conversations WHERE customer_id = $1", acks[0][0].customer_id, conv,
                  sizeof conv);
@@ -397,9 +418,9 @@ START_TEST(replay_verify_names_tampered_conversation_and_field) {
     /* A newer .state record for customer 0 holding an older state (one
      * event folded): verify names the customer and the field. */
     const char *cust = acks[0][0].customer_id;
-    int err = 0;
+    int cerr = 0;
     tl_fold_t *f = tl_fold_new(&(tl_fold_opts_t){300000, 1800000, NULL, 0});
-    tl_codec_t *st_codec = tl_codec_new(tl_schema_state, &err);
+    tl_codec_t *st_codec = tl_codec_new(tl_schema_state, &cerr);
     RP_ASSERT(f && st_codec, "fold or codec");
     tl_event_t ev;
     tl_fold_result_t res;

@@ -52,7 +52,8 @@ static const command_t commands[] = {
      "Reads .events read_committed without a consumer group (nothing is committed) up to the\n"
      "end offsets seen at start and folds every record with the fold workers' code, into\n"
      "memory.  --customer C: only C's key and partition; --as-of T: only events received at\n"
-     "or before T; --from P:O,...: start offsets.  Progress on a terminal; events/s at the end.",
+     "or before T; --from P:O,...: start offsets.  Progress on a terminal; events/s at the end.\n"
+     "--scratch-schema S: also writes the result to a new PostgreSQL schema S.",
      tl_audit_cmd_replay},
     {"verify", "compare a replay with .state and every PostgreSQL view; exit 1 on a difference",
      "Replays everything, then compares per customer the latest .state record (byte for\n"
