@@ -34,6 +34,10 @@ int tl_config_init(tl_config_t *cfg) {
     const char *v;
 #define TL_CONFIG_SET_STR(f, s) cfg->f = s;
 #define TL_CONFIG_SET_INT(f, s) if (parse_int(#f, s, &cfg->f)) return TL_ECONFIG;
+#define TL_CONFIG_SET_BOOL(f, s) TL_CONFIG_SET_INT(f, s)
+#define TL_CONFIG_IS_BOOL 1
+#define TL_CONFIG_IS_STR 0
+#define TL_CONFIG_IS_INT 0
 #define TL_CONFIG_DEFAULT(f, flag, type, def, help)                           \
     TL_CONFIG_SET_##type(f, def)                                              \
     env_name(flag, env, sizeof env);                                          \
@@ -55,7 +59,8 @@ int tl_config_flag(tl_config_t *cfg, int argc, char **argv, int *i) {
 #define TL_CONFIG_MATCH(f, flag, type, def, help)                             \
     if (strlen(flag) == nlen && strncmp(name, flag, nlen) == 0) {             \
         const char *val;                                                      \
-        if (eq) val = eq + 1;                                                 \
+        if (TL_CONFIG_IS_##type && !eq) val = "1";                            \
+        else if (eq) val = eq + 1;                                            \
         else if (*i + 1 < argc) val = argv[++*i];                             \
         else {                                                                \
             fprintf(stderr, "threadline: --%s needs a value\n", flag);        \
@@ -71,6 +76,7 @@ int tl_config_flag(tl_config_t *cfg, int argc, char **argv, int *i) {
 }
 #undef TL_CONFIG_SET_STR
 #undef TL_CONFIG_SET_INT
+#undef TL_CONFIG_SET_BOOL
 
 void tl_config_usage(FILE *out) {
     char env[64];

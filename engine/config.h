@@ -13,7 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* XX(field, flag, type, default, help); type is STR or INT. */
+/* XX(field, flag, type, default, help); type is STR, INT or BOOL (a BOOL flag
+ * alone means 1; --name=0 turns it off). */
 #define TL_CONFIG_MAP(XX)                                                                 \
     XX(kafka_brokers, "kafka-brokers", STR, "127.0.0.1:9092",                             \
        "Kafka bootstrap servers, or \"embedded\" for librdkafka's in-process mock "       \
@@ -75,16 +76,29 @@
        "\"required\": every REST call needs a bearer key (threadline keys); \"off\": "      \
        "no checks, every caller is an admin -- UNSAFE, for local trials and tests only")    \
     XX(stream_buffer, "stream-buffer", INT, "262144",                                      \
-       "bytes of changes a /v1/stream client may fall behind before it is disconnected")
+       "bytes of changes a /v1/stream client may fall behind before it is disconnected") \
+    XX(customer, "customer", STR, "",                                                      \
+       "replay/state/audit/export: the customer id to read (its partition and key only)")  \
+    XX(conversation, "conversation", STR, "", "audit: one conversation's account")        \
+    XX(as_of, "as-of", STR, "",                                                            \
+       "replay/state: only events received at or before this time (RFC 3339 or epoch ms)") \
+    XX(from, "from", STR, "",                                                              \
+       "replay: start offsets of .events, PARTITION:OFFSET,... (others from the beginning)") \
+    XX(json, "json", BOOL, "0", "verify/state/audit/replay: print JSON instead of text")    \
+    XX(scratch_schema, "scratch-schema", STR, "",                                          \
+       "replay: also write the replayed customers, conversations and items to this new "   \
+       "PostgreSQL schema (created; never an existing one)")
 
 typedef struct tl_config {
 #define TL_CONFIG_FIELD_STR(f) const char *f;
 #define TL_CONFIG_FIELD_INT(f) int64_t f;
+#define TL_CONFIG_FIELD_BOOL(f) int64_t f;
 #define TL_CONFIG_FIELD(f, flag, type, def, help) TL_CONFIG_FIELD_##type(f)
     TL_CONFIG_MAP(TL_CONFIG_FIELD)
 #undef TL_CONFIG_FIELD
 #undef TL_CONFIG_FIELD_STR
 #undef TL_CONFIG_FIELD_INT
+#undef TL_CONFIG_FIELD_BOOL
 } tl_config_t;
 
 /* Fills cfg with the defaults, then the TL_* environment.  Strings point to

@@ -1829,6 +1829,60 @@ int tl_fold_get_conflict(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer,
     return TL_OK;
 }
 
+int tl_fold_customer_at(const tl_fold_t *f, size_t *cursor, tl_str_t *tenant, tl_str_t *customer) {
+    for (size_t i = *cursor; i < f->cap; i++) {
+        const state_t *st = f->slots[i].st;
+        if (!st) continue;
+        *tenant = (tl_str_t){st->tenant, st->tlen};
+        *customer = (tl_str_t){st->customer, st->clen};
+        *cursor = i + 1;
+        return TL_OK;
+    }
+    *cursor = f->cap;
+    return TL_ENOTFOUND;
+}
+
+int tl_fold_field_at(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer, size_t i,
+                     tl_str_t *name) {
+    const state_t *st = lookup(f, tenant, customer);
+    if (!st || !st->prof || i >= (size_t)st->prof->nfields) return TL_ENOTFOUND;
+    *name = sstr_view(st->prof->fields[i]->name);
+    return TL_OK;
+}
+
+int tl_fold_conflict_at(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer, size_t i,
+                        tl_str_t *field, tl_fold_conflict_t *out) {
+    const state_t *st = lookup(f, tenant, customer);
+    if (!st || !st->prof || i >= (size_t)st->prof->nconflicts) return TL_ENOTFOUND;
+    const conflict_t *cf = st->prof->conflicts[i];
+    *field = sstr_view(cf->field->name);
+    memset(out, 0, sizeof *out);
+    memcpy(out->id, cf->id, sizeof out->id);
+    out->opened_version = cf->opened_version;
+    out->ncandidates = (size_t)cf->n;
+    for (int k = 0; k < cf->n; k++) view_entry(&cf->c[k], &out->candidates[k]);
+    return TL_OK;
+}
+
+int tl_fold_link_at(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer, size_t i,
+                    tl_fold_link_t *out) {
+    const state_t *st = lookup(f, tenant, customer);
+    if (!st || !st->prof || i >= (size_t)st->prof->nlinks) return TL_ENOTFOUND;
+    const link_t *l = &st->prof->links[i];
+    memset(out, 0, sizeof *out);
+    out->customer = sstr_view(l->customer);
+    out->merged_into = l->role == ROLE_MERGED_INTO;
+    out->active = l->active;
+    out->platform = (tl_platform_t)l->platform;
+    out->evidence = (tl_evidence_t)l->evidence;
+    out->platform_user_id = sstr_view(l->platform_user_id);
+    out->link_event = sstr_view(l->link_event);
+    out->unlink_event = sstr_view(l->unlink_event);
+    out->linked_at = l->linked_at;
+    out->unlinked_at = l->unlinked_at;
+    return TL_OK;
+}
+
 const char *tl_fold_ignore_text(tl_fold_ignore_t why) {
     switch (why) {
 #define TL_FOLD_IGNORE_TEXT(name, text) case TL_FOLD_IGNORE_##name: return text;

@@ -312,6 +312,40 @@ int tl_fold_get_field(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer, tl
 int tl_fold_get_conflict(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer,
                          tl_str_t field, tl_fold_conflict_t *out);
 
+/* One identity link of a customer, for audits and exports. */
+typedef struct tl_fold_link {
+    tl_str_t customer;          /* the other customer */
+    int merged_into;            /* 1: this customer was merged into customer;
+                                   0: customer was merged into this one */
+    int active;                 /* not unlinked since */
+    tl_platform_t platform;     /* of the linked identity */
+    tl_evidence_t evidence;
+    tl_str_t platform_user_id;
+    tl_str_t link_event, unlink_event;  /* unlink_event ptr NULL: active */
+    int64_t linked_at, unlinked_at;
+} tl_fold_link_t;
+
+/* Read-only iteration over the states and a customer's fields, open
+ * conflicts and links, by index, for replay tooling (verify, state,
+ * audit, export).  They never change the fold.
+ *
+ * tl_fold_customer_at: *cursor starts at 0; sets *tenant and *customer of
+ * the next state held (table order, which is not stable across changes to
+ * the fold) and advances *cursor; TL_ENOTFOUND when there are no more.
+ * tl_fold_field_at: the i-th field name (byte order) of the customer.
+ * tl_fold_conflict_at: the i-th open conflict (order opened) and its
+ * field name.  tl_fold_link_at: the i-th link record (order made).
+ * Strings point into the fold, valid until its next non-const call.
+ * TL_ENOTFOUND when the customer is unknown or i is out of range.  Owner
+ * thread. */
+int tl_fold_customer_at(const tl_fold_t *f, size_t *cursor, tl_str_t *tenant, tl_str_t *customer);
+int tl_fold_field_at(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer, size_t i,
+                     tl_str_t *name);
+int tl_fold_conflict_at(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer, size_t i,
+                        tl_str_t *field, tl_fold_conflict_t *out);
+int tl_fold_link_at(const tl_fold_t *f, tl_str_t tenant, tl_str_t customer, size_t i,
+                    tl_fold_link_t *out);
+
 /* The 64-bit hash under which an idempotency key is remembered, and
  * serialised in recent_key_hashes: XXH64 with seed 0, as a signed long.
  * Fixed forever (states on disk depend on it).  Any thread; cannot fail. */

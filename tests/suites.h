@@ -27,14 +27,16 @@
     XX(change)                                                                \
     XX(fold)                                                                  \
     XX(resident)                                                              \
-    XX(auth)
+    XX(auth)                                                                  \
+    XX(verify)
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
     XX(pipeline)                                                              \
     XX(fold_worker)                                                           \
     XX(ingest)                                                                \
     XX(rest)                                                                  \
-    XX(openapi)
+    XX(openapi)                                                               \
+    XX(replay)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)

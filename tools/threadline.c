@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "audit_cmd.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
@@ -54,6 +55,32 @@ static const command_t commands[] = {
      "threadline keys create --tenant T --role connector|agent|admin|auditor [--agent-id A]\n"
      "  [--team T] [--platforms web,api] [--label L]; keys list [--tenant T]; keys revoke KEY_ID",
      NULL, tl_auth_keys_command},
+    {"replay", "re-fold <prefix>.events from the log alone, read-only",
+     "Reads .events read_committed without a consumer group (nothing is committed) up to the\n"
+     "end offsets seen at start and folds every record with the fold workers' code, into\n"
+     "memory.  --customer C: only C's key and partition; --as-of T: only events received at\n"
+     "or before T; --from P:O,...: start offsets.  Progress on a terminal; events/s at the end.\n"
+     "--scratch-schema S: also writes the result to a new PostgreSQL schema S.",
+     tl_audit_cmd_replay},
+    {"verify", "compare a replay with .state and every PostgreSQL view; exit 1 on a difference",
+     "Replays everything, then compares per customer the latest .state record (byte for\n"
+     "byte) and customers, and per conversation conversations, view_agent and the view_<p>\n"
+     "tables, by SHA-256 digest; lists each differing conversation or customer with the\n"
+     "first differing field and where.  Exit 0 all agree, 1 differences, 2 usage or a\n"
+     "service unreachable.  --json for tooling.  See docs/audit.md.", tl_audit_cmd_verify},
+    {"state", "a customer's state at a time, with the provenance of every field",
+     "--customer C [--as-of T] [--json]: folds C's events received at or before T (RFC 3339\n"
+     "or epoch ms; default: all) and shows its fields, each with the event that last set it\n"
+     "(platform, agent or customer, when), open conflicts, links and conversations.",
+     tl_audit_cmd_state},
+    {"audit", "a chronological account of a customer's or a conversation's events",
+     "--customer C | --conversation X [--json]: every event in effective_ts order with who\n"
+     "acted, what the fold did (fields set, conflicts opened/resolved, links, duplicates,\n"
+     "ignored events and why), assignments, tags, closes and replies.  Follows identity\n"
+     "links to the linked customers' events.", tl_audit_cmd_audit},
+    {"export", "everything held about a customer and its linked identities, as JSON",
+     "--customer C: a data-subject access request: for C and every customer linked with it,\n"
+     "its identities, state, conversations and every event as sent.", tl_audit_cmd_export},
 };
 
 static void usage(FILE *out) {
