@@ -87,7 +87,7 @@ typedef struct tl_test_serve {
     char exe[1024];          /* the threadline binary */
     char log_path[512];      /* stdout+stderr of every start, appended */
     char base_url[64];       /* "http://127.0.0.1:<port>" */
-    char *argv[32];          /* serve's argv, owned (strdup'ed) */
+    char *argv[48];          /* serve's argv, owned (strdup'ed) */
     int argc;
 } tl_test_serve_t;
 
