@@ -22,13 +22,16 @@
     XX(phone)                                                                 \
     XX(api)                                                                   \
     XX(change)                                                                \
+    XX(profile)                                                               \
+    XX(view)                                                                  \
     XX(fold)                                                                  \
     XX(resident)
 
 #define TL_INTEGRATION_SUITES(XX)                                             \
     XX(pipeline)                                                              \
     XX(fold_worker)                                                           \
-    XX(ingest)
+    XX(ingest)                                                                \
+    XX(projection)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)

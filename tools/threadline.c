@@ -11,6 +11,7 @@
 #include "error.h"
 #include "log.h"
 #include "pg.h"
+#include "rebuild.h"
 #include "server.h"
 
 typedef struct command {
@@ -39,6 +40,16 @@ static int cmd_migrate(const tl_config_t *cfg) {
     return 0;
 }
 
+static int cmd_rebuild(const tl_config_t *cfg) {
+    tl_platform_t p;
+    if (tl_platform_from_slug(cfg->platform, strlen(cfg->platform), &p)) {
+        fprintf(stderr, "threadline rebuild: --platform \"%s\" is not a platform (see --help)\n",
+                cfg->platform);
+        return 2;
+    }
+    return tl_rebuild_run(cfg, p) ? 1 : 0;
+}
+
 static const command_t commands[] = {
     {"serve", "run ingest, fold, projection and the REST API in one process",
      "Serves HTTP on --http: POST /v1/ingest/{platform}, GET /v1/conversations/{id}/timeline,\n"
@@ -47,6 +58,11 @@ static const command_t commands[] = {
     {"migrate", "apply the PostgreSQL migrations of schemas/postgres once each",
      "Applies every migration not yet recorded in schema_migrations, each in its own\n"
      "transaction.  Safe to run repeatedly and concurrently.", cmd_migrate},
+    {"rebuild", "rebuild one platform's view from the log and swap it in",
+     "Reads <prefix>.changes from the beginning into view_<platform>_shadow, then swaps it\n"
+     "for view_<platform> in one transaction while the live view keeps serving.  Needs\n"
+     "--platform (agent, web, app, mini_program, wechat, douyin, phone).  Progress on a\n"
+     "terminal.  See docs/projections.md.", cmd_rebuild},
 };
 
 static void usage(FILE *out) {
