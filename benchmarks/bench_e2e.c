@@ -255,12 +255,18 @@ static void stop(pid_t pid) {
     waitpid(pid, NULL, 0);
 }
 
+static size_t discard(char *p, size_t sz, size_t n, void *opaque) {
+    (void)p;
+    (void)opaque;
+    return sz * n;
+}
+
 static int wait_ready(pid_t pid, int port) {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", port);
     CURL *h = curl_easy_init();
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
     double deadline = now_s() + 90;
     int ok = -1;
