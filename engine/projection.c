@@ -871,6 +871,40 @@ void tl_projection_free(tl_projection_t *p) {
     free(p);
 }
 
+/* The group consumer of tl_kafka_consumer_new, with the broker's fetch
+ * wait cut from librdkafka's 500 ms: a read_committed fetch parked by the
+ * broker is not woken when a transaction commits (only when data is
+ * appended), so at low rates the default wait is added to every item's
+ * latency. */
+static rd_kafka_t *consumer_new(tl_projection_t *p, const char *group) {
+    char errstr[256], member[256];
+    rd_kafka_conf_t *conf = tl_kafka_conf(p->kafka);
+    if (!conf) return NULL;
+    snprintf(member, sizeof member, "%s-%s", group, p->cfg->instance);
+    static const char *const kv[][2] = {
+        {"isolation.level", "read_committed"}, {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"}, {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", "10000"}, {"fetch.wait.max.ms", "10"},
+    };
+    int bad = rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr) != RD_KAFKA_CONF_OK ||
+              rd_kafka_conf_set(conf, "group.instance.id", member, errstr, sizeof errstr) != RD_KAFKA_CONF_OK;
+    for (size_t i = 0; i < sizeof kv / sizeof *kv && !bad; i++)
+        bad = rd_kafka_conf_set(conf, kv[i][0], kv[i][1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK;
+    rd_kafka_t *rk = NULL;
+    if (!bad) {
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_opaque(conf, p);
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    }
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        tl_error("projection", "%s: consumer: %s", p->name, errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
 int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projection_spec_t *spec,
                         tl_profile_t *pf, tl_projection_t **out) {
     char group[128], suffix[64];
@@ -879,8 +913,7 @@ int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_proj
     if (rc) return rc;
     snprintf(suffix, sizeof suffix, "project-%s", tl_platform_slug(spec->platform));
     tl_kafka_group(kafka, suffix, group, sizeof group);
-    if (!(p->consumer = tl_kafka_consumer_new(kafka, "projection", group, cfg->instance,
-                                              on_rebalance, p))) {
+    if (!(p->consumer = consumer_new(p, group))) {
         tl_projection_free(p);
         return TL_EKAFKA;
     }
