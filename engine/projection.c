@@ -635,13 +635,26 @@ int tl_projection_apply(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
     return TL_OK;
 }
 
+/* A projection commit need not wait for its WAL flush: rows and offsets
+ * share the transaction, so a commit that a PostgreSQL crash forgets takes
+ * its offsets with it and the worker projects those Changes again from
+ * the log.  Exactly-once in effect holds; only durability of the last few
+ * hundred milliseconds is traded for not waiting on fsync per batch. */
+static void session_setup(tl_projection_t *p) {
+    if (tl_pg_exec(p->pg, "SET synchronous_commit = off"))
+        tl_warn("projection", "%s: synchronous_commit stays on", p->name);
+}
+
 PGconn *tl_projection_pg(tl_projection_t *p, const atomic_int *stop) {
     int backoff = 100, err;
     while (!p->pg || PQstatus(p->pg) != CONNECTION_OK) {
         if (stop && atomic_load(stop)) return NULL;
         PQfinish(p->pg);
         p->pg = tl_pg_connect(p->cfg->pg_dsn, &err);
-        if (p->pg && PQstatus(p->pg) == CONNECTION_OK) break;
+        if (p->pg && PQstatus(p->pg) == CONNECTION_OK) {
+            session_setup(p);
+            break;
+        }
         usleep((useconds_t)backoff * 1000);
         if (backoff < 5000) backoff *= 2;
     }
@@ -717,6 +730,7 @@ static void recover(tl_projection_t *p, int rc) {
         if (!p->pg || PQstatus(p->pg) != CONNECTION_OK) {
             PQfinish(p->pg);
             p->pg = tl_pg_connect(p->cfg->pg_dsn, &err);
+            if (p->pg && PQstatus(p->pg) == CONNECTION_OK) session_setup(p);
         }
         /* The assignment may have changed while we polled. */
         rd_kafka_topic_partition_list_destroy(parts);
