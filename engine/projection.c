@@ -44,6 +44,13 @@ typedef struct stmt {
     const char *head, *tail;
     const char *const *casts;
     char *head_owned;
+    /* Full chunks of chunk_rows rows run as one statement prepared once per
+     * connection (its text is the same every time), which spares
+     * PostgreSQL parsing and planning a statement of thousands of
+     * parameters per batch.  0: never prepared. */
+    int chunk_rows;
+    const char *prep_name;
+    uint64_t prep_conn;             /* the connection it was prepared on */
 } stmt_t;
 
 typedef struct conv_agg {
@@ -67,6 +74,7 @@ struct tl_projection {
     char table[64];
     pthread_t thread;
     int has_thread;
+    uint64_t conn_gen;                  /* counts connections made */
     atomic_int stop;
     rd_kafka_t *consumer;
     PGconn *pg;
@@ -215,7 +223,26 @@ static int stmt_exec(tl_projection_t *p, stmt_t *s) {
     }
     for (int i = 0; i < s->nparams; i++)
         vals[i] = s->offs[i] == SIZE_MAX ? NULL : p->arena.data + s->offs[i];
-    PGresult *r = PQexecParams(p->pg, q.data, s->nparams, NULL, vals, NULL, NULL, 0);
+    PGresult *r;
+    if (s->chunk_rows && s->nrows == s->chunk_rows) {
+        if (s->prep_conn != p->conn_gen) {
+            r = PQprepare(p->pg, s->prep_name, q.data, 0, NULL);
+            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            if (!ok) tl_warn("projection", "%s: prepare: %s", p->name, PQerrorMessage(p->pg));
+            int rc = ok ? TL_OK : tl_pg_err(p->pg, r);
+            PQclear(r);
+            if (rc) {
+                free(vals);
+                tl_buf_close(&q);
+                stmt_reset(s);
+                return rc;
+            }
+            s->prep_conn = p->conn_gen;
+        }
+        r = PQexecPrepared(p->pg, s->prep_name, s->nparams, vals, NULL, NULL, 0);
+    } else {
+        r = PQexecParams(p->pg, q.data, s->nparams, NULL, vals, NULL, NULL, 0);
+    }
     int rc = TL_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = tl_pg_err(p->pg, r);
@@ -231,6 +258,7 @@ static int stmt_exec(tl_projection_t *p, stmt_t *s) {
 /* Before a row of s: runs s first when another row would pass the
  * parameter limit (inside the batch's transaction). */
 static int stmt_room(tl_projection_t *p, stmt_t *s) {
+    if (s->chunk_rows && s->nrows == s->chunk_rows) return stmt_exec(p, s);
     return s->nparams + s->ncols > MAX_PARAMS ? stmt_exec(p, s) : TL_OK;
 }
 
@@ -641,6 +669,7 @@ int tl_projection_apply(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
  * the log.  Exactly-once in effect holds; only durability of the last few
  * hundred milliseconds is traded for not waiting on fsync per batch. */
 static void session_setup(tl_projection_t *p) {
+    p->conn_gen++;      /* prepared statements are per connection */
     if (tl_pg_exec(p->pg, "SET synchronous_commit = off"))
         tl_warn("projection", "%s: synchronous_commit stays on", p->name);
 }
@@ -826,6 +855,8 @@ int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projec
              " idempotency_key, body) VALUES ", p->table);
     stmt_init(&p->rows, 15, row_casts, NULL, " ON CONFLICT (tenant_id, event_id, part) DO NOTHING");
     p->rows.head = p->rows.head_owned = strdup(head);
+    p->rows.chunk_rows = 100;
+    p->rows.prep_name = "tl_view_rows";
     stmt_init(&p->convs, 8, conv_casts,
               "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
               " opened_at, last_activity, platforms, item_count) VALUES ",
