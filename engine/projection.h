@@ -23,12 +23,14 @@
  * Each batch is one PostgreSQL transaction holding the rows and the
  * consumer's offsets; on assignment the worker seeks to the offsets stored
  * there, never to Kafka's committed offsets.  So a crash at any point
- * replays at most the batch that did not commit, and the row writes are
- * idempotent besides (view rows: ON CONFLICT DO NOTHING on (tenant_id,
- * event_id, part); fields and conflicts: guarded by the customer version).
- * When PostgreSQL is unreachable the worker pauses its partitions, retries
- * with backoff, and once connected again seeks to the stored offsets and
- * resumes; the log keeps everything meanwhile.
+ * replays at most the batch that did not commit.  View rows are idempotent
+ * besides (ON CONFLICT DO NOTHING on (tenant_id, event_id, part)), which is
+ * what lets a rebuild and a live worker overlap; the unified tables'
+ * aggregates (item counts) rely on the offsets alone, so only the agent
+ * worker's own transactions may write them.  When PostgreSQL is
+ * unreachable the worker pauses its partitions, retries with backoff, and
+ * once connected again seeks to the stored offsets and resumes; the log
+ * keeps everything meanwhile.
  */
 #ifndef TL_PROJECTION_H
 #define TL_PROJECTION_H
