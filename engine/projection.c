@@ -393,8 +393,17 @@ static int conversation_event(tl_projection_t *p, const tl_change_t *ch, const t
     return TL_OK;
 }
 
+/* A JSON string of s; NUL bytes (which jsonb refuses) become U+FFFD. */
 static json_t *jstr(tl_str_t s) {
-    json_t *j = s.ptr ? json_stringn(s.ptr, s.len) : NULL;
+    if (!s.ptr) return json_null();
+    tl_buf_t b;
+    tl_buf_init(&b);
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i]) tl_buf_append(&b, s.ptr + i, 1);
+        else tl_buf_puts(&b, "\xef\xbf\xbd");
+    }
+    json_t *j = json_stringn(b.data ? b.data : "", b.len);
+    tl_buf_close(&b);
     return j ? j : json_null();
 }
 

@@ -25,8 +25,28 @@ size_t tl_view_utf8_cut(const char *s, size_t len, size_t max) {
     return cut;
 }
 
+/* PostgreSQL's text and jsonb cannot hold U+0000: a NUL byte from a
+ * producer becomes U+FFFD, so one odd message cannot stop a view. */
+static void append_clean(tl_buf_t *out, const char *p, size_t n) {
+    for (const char *z; n && (z = memchr(p, 0, n));) {
+        tl_buf_append(out, p, (size_t)(z - p));
+        tl_buf_puts(out, "\xef\xbf\xbd");
+        n -= (size_t)(z - p) + 1;
+        p = z + 1;
+    }
+    tl_buf_append(out, p, n);
+}
+
 static json_t *jstr(tl_str_t s) {
     if (!s.ptr) return json_null();
+    if (memchr(s.ptr, 0, s.len)) {
+        tl_buf_t b;
+        tl_buf_init(&b);
+        append_clean(&b, s.ptr, s.len);
+        json_t *j = b.data ? json_stringn(b.data, b.len) : NULL;
+        tl_buf_close(&b);
+        return j ? j : json_null();
+    }
     json_t *j = json_stringn(s.ptr, s.len);
     /* Not UTF-8 (a third-party producer's bytes): shown as absent rather
      * than dropping the item. */
@@ -151,7 +171,7 @@ static char *source_label(const tl_profile_t *pf, const tl_event_t *ev, tl_str_t
     if (topic || raw.ptr) {
         tl_buf_puts(&b, pf->separator ? pf->separator : " ");
         if (topic) tl_buf_puts(&b, topic);
-        else tl_buf_append(&b, raw.ptr, raw.len);
+        else append_clean(&b, raw.ptr, raw.len);
     }
     if (!b.data) tl_buf_append(&b, "", 1);
     return b.data;      /* NULL on allocation failure */
@@ -191,7 +211,7 @@ static json_t *attachments(const tl_profile_t *pf, const tl_attachments_t *a) {
             tl_buf_init(&t);
             static const char *const names[] = {"{url}"};
             expand(&t, pf->thumbnail, names, &at->url, 1);
-            json_object_set_new(j, "thumbnail", t.data ? json_stringn(t.data, t.len) : json_null());
+            json_object_set_new(j, "thumbnail", t.data ? jstr((tl_str_t){t.data, t.len}) : json_null());
             tl_buf_close(&t);
             json_object_set_new(j, "link", jstr(at->url));
             json_object_set_new(j, "mime", jstr(at->mime));
@@ -217,9 +237,9 @@ static json_t *masked(tl_str_t s, int on, int digits) {
     tl_buf_init(&b);
     if (digits) mask_digits(&b, s, 4);
     else mask_chars(&b, s, 4);
-    json_t *j = b.data ? json_stringn(b.data, b.len) : json_string("");
+    json_t *j = jstr(b.data ? (tl_str_t){b.data, b.len} : (tl_str_t){"", 0});
     tl_buf_close(&b);
-    return j ? j : json_null();
+    return j;
 }
 
 static json_t *strs(tl_strs_t s) {
@@ -321,7 +341,14 @@ int tl_view_render(const tl_profile_t *pf, const tl_change_t *ch, const tl_event
     if (text.ptr) {
         if (marker[0] && pf->transcript_markers) tl_buf_printf(&t, "[%s] ", marker);
         if (pf->mask & (TL_MASK_PHONE_IN_TEXT | TL_MASK_EMAIL_IN_TEXT)) mask_text(&t, text, pf->mask);
-        else tl_buf_append(&t, text.ptr, text.len);
+        else append_clean(&t, text.ptr, text.len);
+        if (memchr(t.data ? t.data : "", 0, t.len)) {
+            tl_buf_t c;
+            tl_buf_init(&c);
+            append_clean(&c, t.data, t.len);
+            tl_buf_close(&t);
+            t = c;
+        }
         if (!t.data) tl_buf_append(&t, "", 1);
         if (!t.data) return TL_ENOMEM;
     }

@@ -271,6 +271,28 @@ START_TEST(view_app_shows_the_mobile_origin_and_render_is_repeatable) {
 }
 END_TEST
 
+/* PostgreSQL's text and jsonb cannot hold U+0000. */
+START_TEST(view_nul_bytes_become_replacement_characters) {
+    static const char text[] = "a\0b";
+    tl_change_t ch = change();
+    tl_event_t ev = message(TL_PLATFORM_WEB, NULL, NULL);
+    ev.u.message.text = (tl_str_t){text, 3};
+    ev.u.message.entry_point = (tl_str_t){"x\0y", 3};
+    ev.u.message.device_id = (tl_str_t){"\0\0dev", 5};
+    char label[64];
+    json_t *rows = render(TL_PLATFORM_AGENT, &ch, &ev, label, sizeof label);
+    ck_assert_str_eq(text_of(rows, 0), "a\xef\xbf\xbd" "b");
+    ck_assert_str_eq(label, "web \xc2\xb7 x\xef\xbf\xbd" "y");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(rows, 0), "device_id")),
+                     "\xef\xbf\xbd\xef\xbf\xbd" "dev");
+    json_decref(rows);
+    rows = render(TL_PLATFORM_WECHAT, &ch, &ev, NULL, 0);
+    ck_assert_str_eq(text_of(rows, 0), "a\xef\xbf\xbd" "b");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(rows, 0), "device_id")), "*\xef\xbf\xbd" "dev");
+    json_decref(rows);
+}
+END_TEST
+
 Suite *tl_view_suite(void) {
     Suite *s = suite_create("view");
     TCase *tc = tcase_create("core");
@@ -284,6 +306,7 @@ Suite *tl_view_suite(void) {
     tcase_add_test(tc, view_masks_phone_numbers_emails_and_devices);
     tcase_add_test(tc, view_renders_nothing_for_duplicates_ignored_and_unlisted_kinds);
     tcase_add_test(tc, view_app_shows_the_mobile_origin_and_render_is_repeatable);
+    tcase_add_test(tc, view_nul_bytes_become_replacement_characters);
     suite_add_tcase(s, tc);
     return s;
 }
