@@ -75,6 +75,7 @@ struct tl_projection {
     pthread_t thread;
     int has_thread;
     uint64_t conn_gen;                  /* counts connections made */
+    int skip_rows;                      /* store offsets only (a refused Change) */
     atomic_int stop;
     rd_kafka_t *consumer;
     PGconn *pg;
@@ -603,7 +604,7 @@ static int batch_body(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
     for (int i = 0; i < n && !rc; i++) {
         rd_kafka_message_t *m = msgs[i];
         if ((size_t)m->partition < MAX_PARTS) p->part_next[m->partition] = m->offset + 1;
-        rc = add_change(p, m);
+        if (!p->skip_rows) rc = add_change(p, m);
     }
     if (rc) return rc;
     for (int i = 0; i < p->nconv && !rc; i++) {
@@ -790,15 +791,28 @@ static void recover(tl_projection_t *p, int rc) {
     tl_info("projection", "%s: resumed from the stored offsets", p->name);
 }
 
+/* A Change PostgreSQL keeps refusing (TL_EPG, not a lost connection) must
+ * not stop the partition behind it.  After a refused batch the worker goes
+ * on one Change per transaction for as many Changes as the batch held; a
+ * single Change refused twice is skipped: its offset is stored without
+ * rows, and it is logged with its position and counted.  The render is
+ * pure, so a rebuild skips the same Change. */
+typedef struct isolate {
+    int single;                 /* Changes still to apply one by one */
+    int32_t part;               /* the last single Change refused */
+    int64_t off;
+} isolate_t;
+
 static void *projection_main(void *arg) {
     tl_projection_t *p = arg;
+    isolate_t iso = {0, -1, -1};
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, tl_kafka_topic(p->kafka, TL_TOPIC_CHANGES), RD_KAFKA_PARTITION_UA);
     rd_kafka_subscribe(p->consumer, sub);
     rd_kafka_topic_partition_list_destroy(sub);
 
     while (!atomic_load(&p->stop)) {
-        int n = 0;
+        int n = 0, cap = iso.single ? 1 : p->cap;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
         /* Gather for batch_ms after the first record: one transaction per
          * larger batch costs far less than one per trickle. */
@@ -811,18 +825,38 @@ static void *projection_main(void *arg) {
             } else {
                 p->batch[n++] = m;
             }
-            if (n == p->cap) break;
+            if (n == cap) break;
             m = rd_kafka_consumer_poll(p->consumer, tl_kafka_left_ms(deadline));
         }
         if (!n) continue;
         int rc = tl_projection_pg(p, &p->stop) ? tl_projection_apply(p, p->batch, n) : TL_ESHUTDOWN;
+        if (rc == TL_EPG && n == 1) {
+            rd_kafka_message_t *one = p->batch[0];
+            if (one->partition == iso.part && one->offset == iso.off) {
+                p->skip_rows = 1;
+                rc = tl_projection_apply(p, p->batch, 1);
+                p->skip_rows = 0;
+                if (rc == TL_OK) {
+                    tl_metric_add(TL_M_projection_errors_total, 1);
+                    tl_error("projection", "%s: change at %s[%d]@%lld refused twice by PostgreSQL; "
+                             "skipped", p->name, rd_kafka_topic_name(one->rkt), (int)one->partition,
+                             (long long)one->offset);
+                }
+            } else {
+                iso.part = one->partition;
+                iso.off = one->offset;
+            }
+        }
         for (int i = 0; i < n; i++) rd_kafka_message_destroy(p->batch[i]);
         if (rc == TL_ESHUTDOWN) break;
         if (rc) {
             tl_metric_add(TL_M_projection_errors_total, 1);
+            if (rc == TL_EPG && !iso.single) iso.single = n;
             tl_warn("projection", "%s: batch rolled back (%s); pausing, then resuming from the stored "
-                    "offsets", p->name, tl_strerror(rc));
+                    "offsets%s", p->name, tl_strerror(rc), iso.single ? ", one change at a time" : "");
             recover(p, rc);
+        } else if (iso.single) {
+            iso.single--;
         }
     }
     rd_kafka_consumer_close(p->consumer);
