@@ -32,6 +32,7 @@ typedef struct rebuild {
     const char *topic;
     int nparts;
     int64_t low[MAX_PARTS], next[MAX_PARTS], target[MAX_PARTS];
+    int paused[MAX_PARTS];      /* reached its target; sought back to it */
     int64_t total, last_print;
     int tty;
     char slug[32];
@@ -51,6 +52,39 @@ static void progress(rebuild_t *r, int final) {
     fflush(stderr);
 }
 
+/* A record at or past target[part] arrived: it is the live worker's, not
+ * ours -- yet.  Stop the partition there and seek back to the target, so
+ * that if the swap raises the target the records are read again rather
+ * than lost. */
+static void hold_at_target(rebuild_t *r, int32_t part) {
+    /* Records arrive in offset order: every record below the target that
+     * read_committed delivers has been delivered; what is left below it
+     * (transaction markers, aborted records) needs no reading -- and a
+     * paused partition reports no end to tell us so. */
+    if (r->next[part] < r->target[part]) r->next[part] = r->target[part];
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, r->topic, part)->offset = r->target[part];
+    rd_kafka_pause_partitions(r->rk, tp);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, tp, 10000);
+    if (e) {
+        tl_warn("rebuild", "%s[%d]: seek: %s", r->topic, (int)part, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(tp);
+    r->paused[part] = 1;
+}
+
+/* Raises part's target; a partition held at its old target goes on. */
+static void raise_target(rebuild_t *r, int32_t part, int64_t target) {
+    r->target[part] = target;
+    if (!r->paused[part]) return;
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, r->topic, part);
+    rd_kafka_resume_partitions(r->rk, tp);
+    rd_kafka_topic_partition_list_destroy(tp);
+    r->paused[part] = 0;
+}
+
 /* Consumes until every partition's next offset reaches target[]. */
 static int catch_up(rebuild_t *r) {
     for (;;) {
@@ -65,8 +99,13 @@ static int catch_up(rebuild_t *r) {
             int32_t p = m->partition;
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 /* The end of what read_committed may see: transaction
-                 * markers after the last record count as read. */
-                if (p >= 0 && p < r->nparts && m->offset > r->next[p]) r->next[p] = m->offset;
+                 * markers after the last record count as read (up to the
+                 * target: beyond it nothing but markers was passed, or a
+                 * record would have held the partition). */
+                if (p >= 0 && p < r->nparts) {
+                    int64_t end = m->offset < r->target[p] ? m->offset : r->target[p];
+                    if (end > r->next[p]) r->next[p] = end;
+                }
                 rd_kafka_message_destroy(m);
                 continue;
             }
@@ -76,8 +115,8 @@ static int catch_up(rebuild_t *r) {
                 continue;
             }
             if (p >= 0 && p < r->nparts && m->offset >= r->target[p]) {
-                /* Past this rebuild's end: the live worker's, not ours. */
                 rd_kafka_message_destroy(m);
+                if (!r->paused[p]) hold_at_target(r, p);
                 continue;
             }
             r->batch[n++] = m;
@@ -142,7 +181,7 @@ static int swap(rebuild_t *r, PGconn *pg, tl_platform_t platform) {
      * the swapped-in view has everything the live one has. */
     int more = 0;
     for (int i = 0; i < r->nparts; i++)
-        if (stored[i] > r->target[i]) r->target[i] = stored[i], more = 1;
+        if (stored[i] > r->target[i]) raise_target(r, i, stored[i]), more = 1;
     if (more && (rc = catch_up(r))) goto fail;
     if (platform != TL_PLATFORM_AGENT) {
         for (int i = 0; i < r->nparts; i++) {

@@ -8,8 +8,10 @@
  *
  *   1. view_P_shadow is created like view_P (LIKE ... INCLUDING ALL);
  *   2. a projector (projection.h) with its own consumer "rebuild:P" reads
- *      every partition of .changes from the beginning up to the last
- *      stable offset seen at the start, rendering into the shadow table in
+ *      every partition of .changes from the beginning up to the end offset
+ *      seen at the start (a partition that reaches it is paused there, not
+ *      read past, so that step 3 can resume it), rendering into the shadow
+ *      table in
  *      ordinary batches (rows + the rebuild consumer's offsets in one
  *      transaction); progress goes to stderr when it is a terminal;
  *   3. one transaction swaps: LOCK view_P (readers wait only for the
