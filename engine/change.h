@@ -6,6 +6,19 @@
  * transaction as its input offsets; the projection workers read nothing
  * else.  The original event rides along byte for byte, so a projection
  * shows exactly what the connector sent and never reads .events itself.
+ *
+ * Version 2 of the schema adds what the fold did beyond versions and the
+ * conversation: `ignored` (why the event changed nothing) and
+ * `fold_changes`, one entry per tl_fold_change_t, with the provenance of a
+ * field's current value and every candidate of a conflict written out, so
+ * that the agent projection maintains customer_fields and the conflict
+ * queue from the Change alone.  Version 1 records (schemas/history/
+ * change.v1.avsc) still decode: ignored is null, fold_changes empty.
+ *
+ * Encoding takes plain arrays (fold_changes/nfold_changes); decoding does
+ * not copy the array out -- it keeps a handle on the codec's decoded value
+ * and tl_change_fold_get / tl_change_candidate_get read entries on demand,
+ * so a decode still allocates nothing.
  */
 #ifndef TL_CHANGE_H
 #define TL_CHANGE_H
@@ -15,6 +28,27 @@
 #include "buf.h"
 #include "codec.h"
 #include "event.h"
+
+/* One value of a conflict. */
+typedef struct tl_change_candidate {
+    tl_str_t value;
+    tl_str_t platform;              /* slug */
+    tl_str_t event_id;
+    int64_t effective_ts;
+} tl_change_candidate_t;
+
+/* One entry of fold_changes (a tl_fold_change_t written out).  Optional
+ * strings are TL_STR_NULL when absent. */
+typedef struct tl_change_fold {
+    tl_str_t kind;                  /* tl_fold_change_slug(): "field_set", ... */
+    tl_str_t field, value, conflict_id, customer;
+    tl_str_t platform, event_id;    /* field_*: the current value's origin */
+    int64_t effective_ts, version;  /* field_*: the current value's */
+    int is_key;
+    /* encode: the candidates; decode: NULL (use tl_change_candidate_get) */
+    const tl_change_candidate_t *candidates;
+    size_t ncandidates;
+} tl_change_fold_t;
 
 typedef struct tl_change {
     tl_str_t event_id;
@@ -29,6 +63,11 @@ typedef struct tl_change {
     int64_t effective_ts;
     int duplicate;
     tl_str_t event;                 /* single-object encoded tl_event_t */
+    tl_str_t ignored;               /* TL_FOLD_IGNORE_* name; TL_STR_NULL: applied */
+    /* encode: the entries; decode: NULL, with nfold_changes set */
+    const tl_change_fold_t *fold_changes;
+    size_t nfold_changes;
+    avro_value_t fc_;               /* decode only: the array, private */
 } tl_change_t;
 
 /* A codec for Change records (reader = schemas/change.avsc).  NULL and *err
@@ -43,5 +82,14 @@ int tl_change_encode(tl_codec_t *codec, const tl_change_t *ch, tl_buf_t *out);
 /* Decodes a Change; strings point into the codec's storage until its next
  * use.  Errors: the codec's decode errors.  The codec's thread. */
 int tl_change_decode(tl_codec_t *codec, const void *data, size_t len, tl_change_t *ch);
+
+/* Entry i (< ch->nfold_changes) of a decoded Change into *out (its
+ * candidates field NULL, ncandidates set).  Strings point into the codec's
+ * storage, valid as long as ch's.  TL_EINVAL when i is out of range or ch
+ * was not decoded.  The codec's thread. */
+int tl_change_fold_get(const tl_change_t *ch, size_t i, tl_change_fold_t *out);
+
+/* Candidate j of entry i of a decoded Change.  Same lifetime and errors. */
+int tl_change_candidate_get(const tl_change_t *ch, size_t i, size_t j, tl_change_candidate_t *out);
 
 #endif

@@ -38,7 +38,15 @@
     XX(ack_timeout_ms, "ack-timeout-ms", INT, "10000",                                     \
        "longest ingest waits for the broker before answering 503")                        \
     XX(fold, "fold", INT, "1", "run a fold worker in this process (0/1)")                  \
-    XX(project, "project", INT, "1", "run the projection worker in this process (0/1)")    \
+    XX(project, "project", INT, "1", "run the projection workers in this process (0/1)")   \
+    XX(views, "views", STR, "all",                                                         \
+       "the projection workers this process runs, e.g. \"agent,wechat\"; \"all\": agent, web, " \
+       "app, mini_program, wechat, douyin and phone")                                     \
+    XX(platform, "platform", STR, "",                                                      \
+       "rebuild: the view to rebuild (agent, web, app, mini_program, wechat, douyin, phone)") \
+    XX(profiles, "profiles", STR, "",                                                      \
+       "directory of platform profiles (<platform>.json) that replace the built-in ones " \
+       "of schemas/platforms; empty: the built-in ones")                                  \
     XX(batch, "batch", INT, "500", "largest batch a worker processes per transaction")     \
     XX(batch_ms, "batch-ms", INT, "20",                                                    \
        "how long a worker keeps gathering a batch after its first record: bigger "        \

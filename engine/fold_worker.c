@@ -58,6 +58,7 @@ struct tl_fold_worker {
     uint64_t stamp;             /* batches processed: the residency clock */
     int64_t *state_offsets;     /* per touched index: offset of its .state record */
     rd_kafka_t *restorer;       /* reads single evicted states back */
+    struct fold_out *fold_out;  /* the Change's fold_changes, per event */
 };
 
 /* Drops every state and what we knew of where they are. */
@@ -228,6 +229,69 @@ static int produce(tl_fold_worker_t *w, tl_topic_t topic, int32_t partition, tl_
     }
 }
 
+static const char *const ignore_names[] = {
+#define IGNORE_NAME(name, text) #name,
+    TL_FOLD_IGNORE_MAP(IGNORE_NAME)
+#undef IGNORE_NAME
+};
+
+/* Writes res's fold changes out for the Change, with what a projection
+ * needs and the result alone does not say: the origin of a field's current
+ * value, and every candidate of a conflict.  Arrays are sized by the
+ * fold's own bounds; strings point into the fold (valid until the next
+ * apply). */
+typedef struct fold_out {
+    tl_change_fold_t fc[2 * TL_FOLD_MAX_FIELDS + 2 * TL_FOLD_MAX_CONFLICTS + TL_FOLD_MAX_LINKS + 8];
+    tl_change_candidate_t cand[TL_FOLD_MAX_CONFLICTS + 4][TL_FOLD_MAX_CANDIDATES];
+} fold_out_t;
+
+static size_t describe_changes(const tl_fold_t *fold, const tl_event_t *ev, const tl_fold_result_t *res,
+                               fold_out_t *o) {
+    size_t n = 0, nconf = 0;
+    const size_t cap = sizeof o->fc / sizeof *o->fc, capc = sizeof o->cand / sizeof *o->cand;
+    for (size_t i = 0; i < res->nchanges && n < cap; i++) {
+        const tl_fold_change_t *c = &res->changes[i];
+        tl_change_fold_t *x = &o->fc[n++];
+        memset(x, 0, sizeof *x);
+        x->kind = (tl_str_t){tl_fold_change_slug(c->kind), strlen(tl_fold_change_slug(c->kind))};
+        x->field = c->field;
+        x->value = c->value;
+        x->customer = c->customer;
+        if (c->conflict_id[0]) x->conflict_id = (tl_str_t){c->conflict_id, strlen(c->conflict_id)};
+        if (c->kind == TL_FOLD_FIELD_SET || c->kind == TL_FOLD_FIELD_KEPT ||
+            c->kind == TL_FOLD_FIELD_REVERTED) {
+            tl_fold_field_t fl;
+            if (tl_fold_get_field(fold, ev->tenant_id, ev->customer_id, c->field, &fl) == 0) {
+                x->is_key = fl.key;
+                if (fl.has_current) {
+                    const char *slug = tl_platform_slug(fl.current.platform);
+                    x->platform = (tl_str_t){slug, strlen(slug)};
+                    x->event_id = fl.current.event_id;
+                    x->effective_ts = fl.current.effective_ts;
+                    x->version = fl.current.version;
+                    if (c->kind != TL_FOLD_FIELD_KEPT) x->value = fl.current.value;
+                }
+            }
+        } else if ((c->kind == TL_FOLD_CONFLICT_OPENED || c->kind == TL_FOLD_CONFLICT_CANDIDATE) &&
+                   nconf < capc) {
+            tl_fold_conflict_t cf;
+            if (tl_fold_get_conflict(fold, ev->tenant_id, ev->customer_id, c->field, &cf) == 0) {
+                tl_change_candidate_t *cand = o->cand[nconf++];
+                for (size_t j = 0; j < cf.ncandidates && j < TL_FOLD_MAX_CANDIDATES; j++) {
+                    const char *slug = tl_platform_slug(cf.candidates[j].platform);
+                    cand[j] = (tl_change_candidate_t){cf.candidates[j].value, {slug, strlen(slug)},
+                                                      cf.candidates[j].event_id,
+                                                      cf.candidates[j].effective_ts};
+                }
+                x->candidates = cand;
+                x->ncandidates = cf.ncandidates < TL_FOLD_MAX_CANDIDATES ? cf.ncandidates
+                                                                         : TL_FOLD_MAX_CANDIDATES;
+            }
+        }
+    }
+    return n;
+}
+
 /* Folds one record; returns 0 or an error that must abort the batch. */
 static int fold_one(tl_fold_worker_t *w, int idx) {
     rd_kafka_message_t *m = w->batch[idx];
@@ -266,6 +330,13 @@ static int fold_one(tl_fold_worker_t *w, int idx) {
         .effective_ts = res.effective_ts, .duplicate = res.duplicate,
         .event = {m->payload, m->len},
     };
+    if (!res.duplicate && res.ignored != TL_FOLD_IGNORE_NONE &&
+        (size_t)res.ignored < sizeof ignore_names / sizeof *ignore_names)
+        ch.ignored = (tl_str_t){ignore_names[res.ignored], strlen(ignore_names[res.ignored])};
+    if (!res.duplicate) {
+        ch.fold_changes = w->fold_out->fc;
+        ch.nfold_changes = describe_changes(w->fold, &ev, &res, w->fold_out);
+    }
     tl_buf_reset(&w->buf);
     if ((rc = tl_change_encode(w->ch_codec, &ch, &w->buf))) return rc;
     if ((rc = produce(w, TL_TOPIC_CHANGES, m->partition, ev.customer_id, NULL))) return rc;
@@ -575,8 +646,10 @@ int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_work
     w->batch = calloc((size_t)cfg->batch, sizeof *w->batch);
     w->touched = calloc((size_t)cfg->batch, sizeof *w->touched);
     w->state_offsets = calloc((size_t)cfg->batch, sizeof *w->state_offsets);
+    w->fold_out = calloc(1, sizeof *w->fold_out);
     w->res = tl_resident_new();
-    if (!w->batch || !w->touched || !w->state_offsets || !w->res || !(w->fold = tl_fold_new(&opts)))
+    if (!w->batch || !w->touched || !w->state_offsets || !w->fold_out || !w->res ||
+        !(w->fold = tl_fold_new(&opts)))
         goto fail;
     if (!(w->ev_codec = tl_codec_new_event(&rc))) goto fail;
     if (!(w->emit_codec = tl_codec_new_event(&rc))) goto fail;
@@ -615,6 +688,7 @@ fail:
     tl_fold_free(w->fold);
     tl_resident_free(w->res);
     free(w->state_offsets);
+    free(w->fold_out);
     free(w->touched);
     free(w->batch);
     tl_buf_close(&w->buf);
@@ -642,6 +716,7 @@ void tl_fold_worker_stop(tl_fold_worker_t *w) {
     tl_fold_free(w->fold);
     tl_resident_free(w->res);
     free(w->state_offsets);
+    free(w->fold_out);
     free(w->touched);
     free(w->batch);
     tl_buf_close(&w->buf);

@@ -1,11 +1,20 @@
 /*
- * projection.c -- the agent view projection (see projection.h).
+ * projection.c -- the projection workers (see projection.h).
  *
- * A batch is written with one multi-row INSERT per table, every value a
- * parameter.  Decoded strings live in the codecs' storage only until the
- * next decode, so everything a row needs is copied into `arena` first;
- * parameters are recorded as arena offsets and turned into pointers once
- * the arena has stopped growing.
+ * A batch is one PostgreSQL transaction.  View rows, conversation and
+ * customer aggregates, offsets and positions go in multi-row INSERTs, every
+ * value a parameter; the rare per-event statements (an assignment, a tag,
+ * a close, a field's new value, a conflict) run one by one inside the same
+ * transaction, in log order, which keeps their effects ordered without
+ * merging them by hand.  Decoded strings live in the codecs' storage only
+ * until the next decode, so everything a row needs is copied into `arena`
+ * first; parameters are recorded as arena offsets and turned into pointers
+ * when the statement runs.  A statement about to pass libpq's parameter
+ * limit runs early, inside the same transaction.
+ *
+ * PostgreSQL down: the failed batch rolls back, the worker pauses its
+ * partitions (still polling, so it stays in its group), reconnects with
+ * backoff, seeks to the offsets stored in PostgreSQL and resumes.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,8 +31,10 @@
 #include "metrics.h"
 #include "pg.h"
 #include "projection.h"
+#include "view.h"
 
 #define MAX_PARAMS 60000
+#define MAX_PARTS 1024
 
 /* One multi-row statement under construction. */
 typedef struct stmt {
@@ -32,12 +43,19 @@ typedef struct stmt {
     int nparams, nrows, ncols;
     const char *head, *tail;
     const char *const *casts;
+    char *head_owned;
+    /* Full chunks of chunk_rows rows run as one statement prepared once per
+     * connection (its text is the same every time), which spares
+     * PostgreSQL parsing and planning a statement of thousands of
+     * parameters per batch.  0: never prepared. */
+    int chunk_rows;
+    const char *prep_name;
+    uint64_t prep_conn;             /* the connection it was prepared on */
 } stmt_t;
 
 typedef struct conv_agg {
     char tenant[72], id[40], customer[40];
     int64_t version, opened_at, last_activity, items;
-    int opened, closed;
     char platforms[128];
 } conv_agg_t;
 
@@ -50,31 +68,81 @@ typedef struct cust_agg {
 struct tl_projection {
     tl_kafka_t *kafka;
     const tl_config_t *cfg;
-    char name[32];
+    tl_projection_spec_t spec;
+    tl_profile_t *pf;
+    char name[64];                      /* the consumer */
+    char table[64];
     pthread_t thread;
+    int has_thread;
+    uint64_t conn_gen;                  /* counts connections made */
+    int skip_rows;                      /* store offsets only (a refused Change) */
     atomic_int stop;
     rd_kafka_t *consumer;
     PGconn *pg;
     tl_codec_t *ch_codec, *ev_codec;
     tl_buf_t arena;
-    stmt_t timeline, convs, custs, idents, offsets, positions;
+    stmt_t rows, convs, custs, offsets, positions;
     conv_agg_t *conv;
     cust_agg_t *cust;
-    int nconv, ncust;
+    int nconv, ncust, cap;
     rd_kafka_message_t **batch;
-    int64_t part_next[1024];            /* next offset per .changes partition, this batch */
-    int64_t pos[1024];                  /* max source offset per .events partition */
+    int64_t part_next[MAX_PARTS];       /* next offset per .changes partition, this batch */
+    int64_t pos[MAX_PARTS];             /* max source offset per .events partition */
 };
 
-static const char *const timeline_casts[] = {
-    "", "", "", "", "", "", "", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)",
-    "to_timestamp($::bigint/1000.0)", "$::int", "$::bigint", "", "$::jsonb"};
+static const tl_platform_t view_platforms[] = {
+    TL_PLATFORM_AGENT, TL_PLATFORM_WEB, TL_PLATFORM_APP, TL_PLATFORM_MINI_PROGRAM,
+    TL_PLATFORM_WECHAT, TL_PLATFORM_DOUYIN, TL_PLATFORM_PHONE,
+};
+
+const tl_platform_t *tl_projection_platforms(size_t *n) {
+    *n = sizeof view_platforms / sizeof *view_platforms;
+    return view_platforms;
+}
+
+int tl_projection_parse_views(const char *list, tl_platform_t *out, size_t *n, char *err,
+                              size_t errlen) {
+    *n = 0;
+    if (!list || !*list || strcmp(list, "all") == 0) {
+        size_t k;
+        const tl_platform_t *all = tl_projection_platforms(&k);
+        memcpy(out, all, k * sizeof *all);
+        *n = k;
+        return TL_OK;
+    }
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        tl_platform_t pl;
+        int known = 0;
+        if (tl_platform_from_slug(p, len, &pl) == 0)
+            for (size_t i = 0; i < sizeof view_platforms / sizeof *view_platforms; i++)
+                known |= view_platforms[i] == pl;
+        if (!known) {
+            snprintf(err, errlen, "--views: \"%.*s\" is not a view (agent, web, app, mini_program, "
+                     "wechat, douyin, phone)", (int)len, p);
+            return TL_ECONFIG;
+        }
+        for (size_t i = 0; i < *n; i++)
+            if (out[i] == pl) {
+                snprintf(err, errlen, "--views: \"%.*s\" named twice", (int)len, p);
+                return TL_ECONFIG;
+            }
+        out[(*n)++] = pl;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return TL_OK;
+}
+
+static const char *const row_casts[] = {
+    "", "", "$::int", "", "", "", "", "", "to_timestamp($::bigint/1000.0)",
+    "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)", "$::int", "$::bigint", "",
+    "$::jsonb"};
 static const char *const conv_casts[] = {
-    "", "", "", "", "$::bigint", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)",
+    "", "", "", "$::bigint", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)",
     "$::text[]", "$::bigint"};
 static const char *const cust_casts[] = {
     "", "", "$::bigint", "$::text[]", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)"};
-static const char *const ident_casts[] = {"", "", "", ""};
 static const char *const off_casts[] = {"", "", "$::int", "$::bigint"};
 static const char *const pos_casts[] = {"", "$::int", "$::bigint"};
 
@@ -142,6 +210,7 @@ static int stmt_row(stmt_t *s) {
 
 static int stmt_exec(tl_projection_t *p, stmt_t *s) {
     if (!s->nrows) return TL_OK;
+    if (!p->pg) return TL_EPG_DOWN;
     tl_buf_t q;
     tl_buf_init(&q);
     tl_buf_puts(&q, s->head);
@@ -155,7 +224,26 @@ static int stmt_exec(tl_projection_t *p, stmt_t *s) {
     }
     for (int i = 0; i < s->nparams; i++)
         vals[i] = s->offs[i] == SIZE_MAX ? NULL : p->arena.data + s->offs[i];
-    PGresult *r = PQexecParams(p->pg, q.data, s->nparams, NULL, vals, NULL, NULL, 0);
+    PGresult *r;
+    if (s->chunk_rows && s->nrows == s->chunk_rows) {
+        if (s->prep_conn != p->conn_gen) {
+            r = PQprepare(p->pg, s->prep_name, q.data, 0, NULL);
+            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            if (!ok) tl_warn("projection", "%s: prepare: %s", p->name, PQerrorMessage(p->pg));
+            int rc = ok ? TL_OK : tl_pg_err(p->pg, r);
+            PQclear(r);
+            if (rc) {
+                free(vals);
+                tl_buf_close(&q);
+                stmt_reset(s);
+                return rc;
+            }
+            s->prep_conn = p->conn_gen;
+        }
+        r = PQexecPrepared(p->pg, s->prep_name, s->nparams, vals, NULL, NULL, 0);
+    } else {
+        r = PQexecParams(p->pg, q.data, s->nparams, NULL, vals, NULL, NULL, 0);
+    }
     int rc = TL_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = tl_pg_err(p->pg, r);
@@ -164,7 +252,15 @@ static int stmt_exec(tl_projection_t *p, stmt_t *s) {
     PQclear(r);
     free(vals);
     tl_buf_close(&q);
+    stmt_reset(s);
     return rc;
+}
+
+/* Before a row of s: runs s first when another row would pass the
+ * parameter limit (inside the batch's transaction). */
+static int stmt_room(tl_projection_t *p, stmt_t *s) {
+    if (s->chunk_rows && s->nrows == s->chunk_rows) return stmt_exec(p, s);
+    return s->nparams + s->ncols > MAX_PARAMS ? stmt_exec(p, s) : TL_OK;
 }
 
 /* Adds slug to set, a PostgreSQL array literal "{web,app}" (slugs are
@@ -186,6 +282,213 @@ static void platforms_add(char *set, size_t n, const char *slug) {
     set[used - 1] = ',';
     memcpy(set + used, slug, len);
     memcpy(set + used + len, "}", 2);
+}
+
+/* Runs one statement of the batch's transaction. */
+static int exec_params(tl_projection_t *p, const char *sql, int n, const char *const *vals) {
+    if (!p->pg) return TL_EPG_DOWN;
+    PGresult *r = PQexecParams(p->pg, sql, n, NULL, vals, NULL, NULL, 0);
+    int rc = TL_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = tl_pg_err(p->pg, r);
+        tl_warn("projection", "%s: %s", p->name, PQerrorMessage(p->pg));
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* A NUL-terminated copy of s in the arena, for exec_params; NULL stays
+ * NULL.  The arena may move: take pointers only once every value of a
+ * statement is in (see sv_ptrs). */
+typedef struct sv { size_t off[16]; int n; } sv_t;
+static int sv_put(tl_projection_t *p, sv_t *v, const char *s, size_t len) {
+    if (!s) {
+        v->off[v->n++] = SIZE_MAX;
+        return TL_OK;
+    }
+    v->off[v->n++] = p->arena.len;
+    return tl_buf_append(&p->arena, s, len) || tl_buf_append(&p->arena, "", 1) ? TL_ENOMEM : TL_OK;
+}
+static int sv_str(tl_projection_t *p, sv_t *v, tl_str_t s) { return sv_put(p, v, s.ptr, s.len); }
+static int sv_cstr(tl_projection_t *p, sv_t *v, const char *s) { return sv_put(p, v, s, s ? strlen(s) : 0); }
+static int sv_i64(tl_projection_t *p, sv_t *v, int64_t x) {
+    char n[24];
+    return sv_put(p, v, n, (size_t)snprintf(n, sizeof n, "%lld", (long long)x));
+}
+static int sv_exec(tl_projection_t *p, sv_t *v, const char *sql) {
+    const char *vals[16];
+    for (int i = 0; i < v->n; i++) vals[i] = v->off[i] == SIZE_MAX ? NULL : p->arena.data + v->off[i];
+    return exec_params(p, sql, v->n, vals);
+}
+
+/* A PostgreSQL array literal of strs: {"a","b\"c"}. */
+static char *pg_array(tl_strs_t strs) {
+    tl_buf_t b;
+    tl_buf_init(&b);
+    tl_buf_puts(&b, "{");
+    for (size_t i = 0; i < strs.n; i++) {
+        tl_buf_puts(&b, i ? ",\"" : "\"");
+        for (size_t k = 0; k < strs.v[i].len; k++) {
+            char c = strs.v[i].ptr[k];
+            if (c == '"' || c == '\\') tl_buf_append(&b, "\\", 1);
+            tl_buf_append(&b, &c, 1);
+        }
+        tl_buf_puts(&b, "\"");
+    }
+    tl_buf_puts(&b, "}");
+    return b.data;
+}
+
+/* The Conversation* events: their effect on the conversation row, in log
+ * order.  An insert when the row does not exist yet (the aggregate upsert
+ * of the batch fills in the rest). */
+static int conversation_event(tl_projection_t *p, const tl_change_t *ch, const tl_event_t *ev) {
+    sv_t v = {.n = 0};
+    int rc = 0;
+    rc |= sv_str(p, &v, ch->tenant_id);
+    rc |= sv_str(p, &v, ch->conversation_id);
+    rc |= sv_str(p, &v, ch->customer_id);
+    rc |= sv_i64(p, &v, ch->conversation_version);
+    rc |= sv_i64(p, &v, ch->effective_ts);
+    if (ev->kind == TL_EV_CONVERSATION_ASSIGNED) {
+        rc |= sv_str(p, &v, ev->u.assign.agent_id);
+        rc |= sv_str(p, &v, ev->u.assign.team_id);
+        if (rc) return TL_ENOMEM;
+        return sv_exec(p, &v,
+            "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version, opened_at,"
+            " last_activity, assignee, team) VALUES ($1, $2, $3, $4::bigint,"
+            " to_timestamp($5::bigint/1000.0), to_timestamp($5::bigint/1000.0), $6, $7)"
+            " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
+            " assignee = EXCLUDED.assignee, team = EXCLUDED.team");
+    }
+    if (ev->kind == TL_EV_CONVERSATION_TAGGED) {
+        char *added = pg_array(ev->u.tag.added), *removed = pg_array(ev->u.tag.removed);
+        rc |= !added || !removed;
+        rc |= sv_cstr(p, &v, added);
+        rc |= sv_cstr(p, &v, removed);
+        free(added);
+        free(removed);
+        if (rc) return TL_ENOMEM;
+        return sv_exec(p, &v,
+            "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version, opened_at,"
+            " last_activity, tags) VALUES ($1, $2, $3, $4::bigint, to_timestamp($5::bigint/1000.0),"
+            " to_timestamp($5::bigint/1000.0),"
+            " ARRAY(SELECT DISTINCT t FROM unnest($6::text[]) t WHERE t <> ALL($7::text[]) ORDER BY 1))"
+            " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
+            " tags = ARRAY(SELECT DISTINCT t FROM unnest(c.tags || $6::text[]) t"
+            "              WHERE t <> ALL($7::text[]) ORDER BY 1)");
+    }
+    if (ev->kind == TL_EV_CONVERSATION_CLOSED) {
+        rc |= sv_str(p, &v, ev->u.close.reason);
+        rc |= sv_str(p, &v, ev->u.close.closed_by);
+        if (rc) return TL_ENOMEM;
+        return sv_exec(p, &v,
+            "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version, opened_at,"
+            " last_activity, status, closed_at, close_reason, closed_by) VALUES ($1, $2, $3, $4::bigint,"
+            " to_timestamp($5::bigint/1000.0), to_timestamp($5::bigint/1000.0), 'closed',"
+            " to_timestamp($5::bigint/1000.0), $6, $7)"
+            " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET status = 'closed',"
+            " closed_at = EXCLUDED.closed_at, close_reason = EXCLUDED.close_reason,"
+            " closed_by = EXCLUDED.closed_by");
+    }
+    return TL_OK;
+}
+
+/* A JSON string of s; NUL bytes (which jsonb refuses) become U+FFFD. */
+static json_t *jstr(tl_str_t s) {
+    if (!s.ptr) return json_null();
+    tl_buf_t b;
+    tl_buf_init(&b);
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i]) tl_buf_append(&b, s.ptr + i, 1);
+        else tl_buf_puts(&b, "\xef\xbf\xbd");
+    }
+    json_t *j = json_stringn(b.data ? b.data : "", b.len);
+    tl_buf_close(&b);
+    return j ? j : json_null();
+}
+
+/* The Change's fold changes: customer_fields and the conflict queue. */
+static int fold_changes(tl_projection_t *p, const tl_change_t *ch, const tl_event_t *ev) {
+    for (size_t i = 0; i < ch->nfold_changes; i++) {
+        tl_change_fold_t fc;
+        if (tl_change_fold_get(ch, i, &fc)) continue;
+        char kind[32];
+        snprintf(kind, sizeof kind, "%.*s", (int)fc.kind.len, fc.kind.ptr ? fc.kind.ptr : "");
+        sv_t v = {.n = 0};
+        int rc = 0;
+        rc |= sv_str(p, &v, ch->tenant_id);
+        if (strcmp(kind, "field_set") == 0 || strcmp(kind, "field_reverted") == 0) {
+            int has = fc.platform.ptr != NULL && fc.value.ptr != NULL;
+            rc |= sv_str(p, &v, ch->customer_id);
+            rc |= sv_str(p, &v, fc.field);
+            rc |= sv_str(p, &v, has ? fc.value : TL_STR_NULL);
+            rc |= sv_cstr(p, &v, fc.is_key ? "true" : "false");
+            rc |= sv_i64(p, &v, has ? fc.version : ch->customer_version);
+            rc |= sv_i64(p, &v, has ? fc.effective_ts : ch->effective_ts);
+            if (has) {
+                rc |= sv_str(p, &v, fc.platform);
+                rc |= sv_str(p, &v, fc.event_id);
+            } else {
+                rc |= sv_cstr(p, &v, tl_platform_slug(ev->platform));
+                rc |= sv_str(p, &v, ev->event_id);
+            }
+            if (rc) return TL_ENOMEM;
+            rc = sv_exec(p, &v,
+                "INSERT INTO customer_fields (tenant_id, customer_id, field, value, is_key, version,"
+                " effective_ts, platform, event_id) VALUES ($1, $2, $3, $4, $5::boolean, $6::bigint,"
+                " to_timestamp($7::bigint/1000.0), $8, $9)"
+                " ON CONFLICT (tenant_id, customer_id, field) DO UPDATE SET value = EXCLUDED.value,"
+                " is_key = EXCLUDED.is_key, version = EXCLUDED.version,"
+                " effective_ts = EXCLUDED.effective_ts, platform = EXCLUDED.platform,"
+                " event_id = EXCLUDED.event_id");
+        } else if (strcmp(kind, "conflict_opened") == 0 || strcmp(kind, "conflict_candidate") == 0) {
+            json_t *arr = json_array();
+            for (size_t j = 0; j < fc.ncandidates; j++) {
+                tl_change_candidate_t c;
+                if (tl_change_candidate_get(ch, i, j, &c)) continue;
+                json_t *o = json_object();
+                json_object_set_new(o, "value", jstr(c.value));
+                json_object_set_new(o, "platform", jstr(c.platform));
+                json_object_set_new(o, "event_id", jstr(c.event_id));
+                json_object_set_new(o, "effective_ts", json_integer(c.effective_ts));
+                json_array_append_new(arr, o);
+            }
+            char *cj = json_dumps(arr, JSON_COMPACT);
+            json_decref(arr);
+            rc |= !cj;
+            rc |= sv_str(p, &v, fc.conflict_id);
+            rc |= sv_str(p, &v, ch->customer_id);
+            rc |= sv_str(p, &v, fc.field);
+            rc |= sv_cstr(p, &v, cj ? cj : "[]");
+            rc |= sv_i64(p, &v, ch->effective_ts);
+            rc |= sv_i64(p, &v, ch->customer_version);
+            free(cj);
+            if (rc) return TL_ENOMEM;
+            rc = sv_exec(p, &v,
+                "INSERT INTO conflicts (tenant_id, conflict_id, customer_id, field, status, candidates,"
+                " opened_at, version) VALUES ($1, $2, $3, $4, 'open', $5::jsonb,"
+                " to_timestamp($6::bigint/1000.0), $7::bigint)"
+                " ON CONFLICT (tenant_id, conflict_id) DO UPDATE SET candidates = EXCLUDED.candidates,"
+                " version = EXCLUDED.version");
+        } else if (strcmp(kind, "conflict_resolved") == 0 || strcmp(kind, "conflict_withdrawn") == 0) {
+            int resolved = kind[9] == 'r';
+            rc |= sv_str(p, &v, fc.conflict_id);
+            rc |= sv_str(p, &v, resolved ? fc.value : TL_STR_NULL);
+            rc |= sv_str(p, &v, resolved && ev->kind == TL_EV_CONFLICT_RESOLVED ? ev->u.resolve.agent_id
+                                                                                 : TL_STR_NULL);
+            rc |= sv_i64(p, &v, ch->effective_ts);
+            rc |= sv_i64(p, &v, ch->customer_version);
+            rc |= sv_cstr(p, &v, resolved ? "resolved" : "withdrawn");
+            if (rc) return TL_ENOMEM;
+            rc = sv_exec(p, &v,
+                "UPDATE conflicts SET status = $6, chosen_value = $3, resolved_by = $4,"
+                " closed_at = to_timestamp($5::bigint/1000.0), version = $7::bigint"
+                " WHERE tenant_id = $1 AND conflict_id = $2");
+        }
+        if (rc) return rc;
+    }
+    return TL_OK;
 }
 
 static conv_agg_t *conv_get(tl_projection_t *p, const tl_change_t *ch) {
@@ -217,59 +520,23 @@ static cust_agg_t *cust_get(tl_projection_t *p, const tl_change_t *ch) {
     return c;
 }
 
-static json_t *jstr(tl_str_t s) { return s.ptr ? json_stringn(s.ptr, s.len) : json_null(); }
-
-/* What an agent needs to render the item, beyond the indexed columns. */
-static json_t *item_body(const tl_event_t *ev) {
-    json_t *o = json_object(), *atts;
-    const tl_attachments_t *a = NULL;
-    switch (ev->kind) {
-    case TL_EV_MESSAGE_RECEIVED:
-        json_object_set_new(o, "text", jstr(ev->u.message.text));
-        json_object_set_new(o, "entry_point", jstr(ev->u.message.entry_point));
-        json_object_set_new(o, "device_id", jstr(ev->u.message.device_id));
-        a = &ev->u.message.attachments;
-        break;
-    case TL_EV_AGENT_REPLIED:
-        json_object_set_new(o, "text", jstr(ev->u.reply.text));
-        json_object_set_new(o, "agent_id", jstr(ev->u.reply.agent_id));
-        json_object_set_new(o, "target_platform", json_string(tl_platform_slug(ev->u.reply.target_platform)));
-        a = &ev->u.reply.attachments;
-        break;
-    case TL_EV_TRANSCRIPT_SEGMENT:
-        json_object_set_new(o, "text", jstr(ev->u.transcript.text));
-        json_object_set_new(o, "call_id", jstr(ev->u.transcript.call_id));
-        json_object_set_new(o, "start_ms", json_integer(ev->u.transcript.start_ms));
-        json_object_set_new(o, "end_ms", json_integer(ev->u.transcript.end_ms));
-        json_object_set_new(o, "confidence", json_real(ev->u.transcript.confidence));
-        break;
-    case TL_EV_BEHAVIOR_TRACKED:
-        json_object_set_new(o, "page", jstr(ev->u.behavior.page));
-        json_object_set_new(o, "action", jstr(ev->u.behavior.action));
-        break;
-    case TL_EV_CONVERSATION_ASSIGNED:
-        json_object_set_new(o, "agent_id", jstr(ev->u.assign.agent_id));
-        json_object_set_new(o, "team_id", jstr(ev->u.assign.team_id));
-        break;
-    case TL_EV_CONVERSATION_CLOSED:
-        json_object_set_new(o, "reason", jstr(ev->u.close.reason));
-        break;
-    default:
-        break;
-    }
-    if (a) {
-        atts = json_array();
-        for (size_t i = 0; i < a->n; i++) {
-            const tl_attachment_t *at = &a->v[i];
-            json_t *j = json_pack("{s:o, s:o, s:I}", "url", jstr(at->url), "mime", jstr(at->mime),
-                                  "bytes", (json_int_t)at->bytes);
-            if (at->has_width) json_object_set_new(j, "width", json_integer(at->width));
-            if (at->has_height) json_object_set_new(j, "height", json_integer(at->height));
-            json_array_append_new(atts, j);
-        }
-        json_object_set_new(o, "attachments", atts);
-    }
-    return o;
+/* The unified tables' share of one Change (agent worker only). */
+static int unified(tl_projection_t *p, const tl_change_t *ch, const tl_event_t *ev) {
+    const char *slug = tl_platform_slug(ev->platform);
+    cust_agg_t *cu = cust_get(p, ch);
+    if (ch->customer_version > cu->version) cu->version = ch->customer_version;
+    if (ch->effective_ts > cu->last_activity) cu->last_activity = ch->effective_ts;
+    if (ch->effective_ts < cu->first_seen) cu->first_seen = ch->effective_ts;
+    if (ev->platform != TL_PLATFORM_SYSTEM) platforms_add(cu->platforms, sizeof cu->platforms, slug);
+    int rc = fold_changes(p, ch, ev);
+    if (rc || !ch->conversation_id.ptr || ch->ignored.ptr) return rc;
+    conv_agg_t *c = conv_get(p, ch);
+    if (ch->conversation_version > c->version) c->version = ch->conversation_version;
+    if (ch->effective_ts > c->last_activity) c->last_activity = ch->effective_ts;
+    if (ch->effective_ts < c->opened_at) c->opened_at = ch->effective_ts;
+    c->items++;
+    platforms_add(c->platforms, sizeof c->platforms, slug);
+    return conversation_event(p, ch, ev);
 }
 
 static int add_change(tl_projection_t *p, const rd_kafka_message_t *m) {
@@ -283,95 +550,70 @@ static int add_change(tl_projection_t *p, const rd_kafka_message_t *m) {
                  (long long)m->offset, tl_codec_errmsg(p->ch_codec));
         return TL_OK;
     }
-    if ((size_t)ch.source_partition < 1024 && ch.source_offset > p->pos[ch.source_partition])
+    if ((size_t)ch.source_partition < MAX_PARTS && ch.source_offset > p->pos[ch.source_partition])
         p->pos[ch.source_partition] = ch.source_offset;
     if (ch.duplicate) return TL_OK;
-    if ((rc = tl_codec_decode_event(p->ev_codec, ch.event.ptr, ch.event.len, &ev))) {
+    if (tl_codec_decode_event(p->ev_codec, ch.event.ptr, ch.event.len, &ev)) {
         tl_error("projection", "%s: unreadable event in change [%d]@%lld", p->name, (int)m->partition,
                  (long long)m->offset);
         return TL_OK;
     }
-    const char *slug = tl_platform_slug(ev.platform);
-    cust_agg_t *cu = cust_get(p, &ch);
-    if (ch.customer_version > cu->version) cu->version = ch.customer_version;
-    if (ch.effective_ts > cu->last_activity) cu->last_activity = ch.effective_ts;
-    if (ch.effective_ts < cu->first_seen) cu->first_seen = ch.effective_ts;
-    platforms_add(cu->platforms, sizeof cu->platforms, slug);
+    if (p->spec.unified && (rc = unified(p, &ch, &ev))) return rc;
 
-    stmt_t *s = &p->idents;
-    rc |= put_str(p, s, ev.tenant_id);
-    rc |= put_cstr(p, s, slug);
-    rc |= put_str(p, s, ev.platform_user_id);
-    rc |= put_str(p, s, ev.customer_id);
-    rc |= stmt_row(s);
-
-    if (!ch.conversation_id.ptr) return rc ? TL_ENOMEM : TL_OK;
-    conv_agg_t *c = conv_get(p, &ch);
-    if (ch.conversation_version > c->version) c->version = ch.conversation_version;
-    if (ch.effective_ts > c->last_activity) c->last_activity = ch.effective_ts;
-    if (ch.effective_ts < c->opened_at) c->opened_at = ch.effective_ts;
-    if (ev.kind == TL_EV_CONVERSATION_CLOSED) c->closed = 1;
-    c->items++;
-    platforms_add(c->platforms, sizeof c->platforms, slug);
-
-    char label[320];
-    tl_str_t entry = ev.kind == TL_EV_MESSAGE_RECEIVED ? ev.u.message.entry_point : TL_STR_NULL;
-    if (entry.ptr && entry.len)
-        snprintf(label, sizeof label, "%s \xc2\xb7 %.*s", slug, (int)entry.len, entry.ptr);
-    else
-        snprintf(label, sizeof label, "%s", slug);
-    json_t *body = item_body(&ev);
-    char *bj = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (!bj) return TL_ENOMEM;
-    s = &p->timeline;
-    rc |= put_str(p, s, ev.tenant_id);
-    rc |= put_str(p, s, ev.event_id);
-    rc |= put_str(p, s, ch.conversation_id);
-    rc |= put_str(p, s, ev.customer_id);
-    rc |= put_cstr(p, s, tl_event_kind_name(ev.kind));
-    rc |= put_cstr(p, s, slug);
-    rc |= put_cstr(p, s, label);
-    rc |= put_i64(p, s, ch.effective_ts);
-    rc |= put_i64(p, s, ev.occurred_at);
-    rc |= put_i64(p, s, ev.received_at);
-    rc |= put_i64(p, s, ch.source_partition);
-    rc |= put_i64(p, s, ch.source_offset);
-    rc |= put_str(p, s, ev.idempotency_key);
-    rc |= put_cstr(p, s, bj);
-    rc |= stmt_row(s);
-    free(bj);
-    return rc ? TL_ENOMEM : TL_OK;
+    tl_view_rows_t rows = {0};
+    if ((rc = tl_view_render(p->pf, &ch, &ev, &rows))) return rc;
+    stmt_t *s = &p->rows;
+    for (size_t i = 0; i < rows.n && !rc; i++) {
+        const tl_view_row_t *r = &rows.v[i];
+        if ((rc = stmt_room(p, s))) break;
+        rc |= put_str(p, s, ev.tenant_id);
+        rc |= put_str(p, s, ev.event_id);
+        rc |= put_i64(p, s, r->part);
+        rc |= put_str(p, s, ch.conversation_id);
+        rc |= put_str(p, s, ev.customer_id);
+        rc |= put_cstr(p, s, r->kind);
+        rc |= put_cstr(p, s, r->platform);
+        rc |= put_cstr(p, s, r->source_label);
+        rc |= put_i64(p, s, ch.effective_ts);
+        rc |= put_i64(p, s, ev.occurred_at);
+        rc |= put_i64(p, s, ev.received_at);
+        rc |= put_i64(p, s, ch.source_partition);
+        rc |= put_i64(p, s, ch.source_offset);
+        rc |= put_str(p, s, ev.idempotency_key);
+        rc |= put_cstr(p, s, r->body);
+        if (rc == TL_OK) rc = stmt_row(s);
+        if (rc && rc != TL_EPG_DOWN && rc != TL_EPG) rc = TL_ENOMEM;
+    }
+    tl_view_rows_close(&rows);
+    return rc;
 }
 
 static void batch_reset(tl_projection_t *p) {
     tl_buf_reset(&p->arena);
-    stmt_reset(&p->timeline);
+    stmt_reset(&p->rows);
     stmt_reset(&p->convs);
     stmt_reset(&p->custs);
-    stmt_reset(&p->idents);
     stmt_reset(&p->offsets);
     stmt_reset(&p->positions);
     p->nconv = p->ncust = 0;
-    for (int i = 0; i < 1024; i++) p->part_next[i] = p->pos[i] = -1;
+    for (int i = 0; i < MAX_PARTS; i++) p->part_next[i] = p->pos[i] = -1;
 }
 
-static int write_batch(tl_projection_t *p, int n) {
+static int batch_body(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
     int rc = TL_OK;
-    batch_reset(p);
     for (int i = 0; i < n && !rc; i++) {
-        rd_kafka_message_t *m = p->batch[i];
-        if ((size_t)m->partition < 1024) p->part_next[m->partition] = m->offset + 1;
-        rc = add_change(p, m);
+        rd_kafka_message_t *m = msgs[i];
+        if ((size_t)m->partition < MAX_PARTS) p->part_next[m->partition] = m->offset + 1;
+        if (!p->skip_rows) rc = add_change(p, m);
     }
     if (rc) return rc;
-    for (int i = 0; i < p->nconv; i++) {
+    for (int i = 0; i < p->nconv && !rc; i++) {
         conv_agg_t *c = &p->conv[i];
         stmt_t *s = &p->convs;
+        if ((rc = stmt_room(p, s))) break;
         rc |= put_cstr(p, s, c->tenant);
         rc |= put_cstr(p, s, c->id);
         rc |= put_cstr(p, s, c->customer);
-        rc |= put_cstr(p, s, c->closed ? "closed" : "open");
         rc |= put_i64(p, s, c->version);
         rc |= put_i64(p, s, c->opened_at);
         rc |= put_i64(p, s, c->last_activity);
@@ -379,9 +621,10 @@ static int write_batch(tl_projection_t *p, int n) {
         rc |= put_i64(p, s, c->items);
         rc |= stmt_row(s);
     }
-    for (int i = 0; i < p->ncust; i++) {
+    for (int i = 0; i < p->ncust && !rc; i++) {
         cust_agg_t *c = &p->cust[i];
         stmt_t *s = &p->custs;
+        if ((rc = stmt_room(p, s))) break;
         rc |= put_cstr(p, s, c->tenant);
         rc |= put_cstr(p, s, c->id);
         rc |= put_i64(p, s, c->version);
@@ -391,7 +634,7 @@ static int write_batch(tl_projection_t *p, int n) {
         rc |= stmt_row(s);
     }
     const char *topic = tl_kafka_topic(p->kafka, TL_TOPIC_CHANGES);
-    for (int i = 0; i < 1024; i++) {
+    for (int i = 0; i < MAX_PARTS && !rc; i++) {
         if (p->part_next[i] >= 0) {
             rc |= put_cstr(p, &p->offsets, p->name);
             rc |= put_cstr(p, &p->offsets, topic);
@@ -406,13 +649,23 @@ static int write_batch(tl_projection_t *p, int n) {
             rc |= stmt_row(&p->positions);
         }
     }
-    if (rc) return TL_ENOMEM;
-    if ((rc = tl_pg_exec(p->pg, "BEGIN")) ||
-        (rc = stmt_exec(p, &p->timeline)) || (rc = stmt_exec(p, &p->convs)) ||
-        (rc = stmt_exec(p, &p->custs)) || (rc = stmt_exec(p, &p->idents)) ||
-        (rc = stmt_exec(p, &p->offsets)) || (rc = stmt_exec(p, &p->positions)) ||
-        (rc = tl_pg_exec(p->pg, "COMMIT"))) {
+    if (rc) return rc == TL_EPG_DOWN || rc == TL_EPG ? rc : TL_ENOMEM;
+    if ((rc = stmt_exec(p, &p->rows)) || (rc = stmt_exec(p, &p->convs)) ||
+        (rc = stmt_exec(p, &p->custs)) || (rc = stmt_exec(p, &p->offsets)) ||
+        (rc = stmt_exec(p, &p->positions)))
+        return rc;
+    return TL_OK;
+}
+
+int tl_projection_apply(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
+    batch_reset(p);
+    if (!p->pg || PQstatus(p->pg) != CONNECTION_OK) return TL_EPG_DOWN;
+    int rc = tl_pg_exec(p->pg, "BEGIN");
+    if (!rc) rc = batch_body(p, msgs, n);
+    if (!rc) rc = tl_pg_exec(p->pg, "COMMIT");
+    if (rc) {
         if (p->pg && PQstatus(p->pg) == CONNECTION_OK) tl_pg_exec(p->pg, "ROLLBACK");
+        if (p->pg && PQstatus(p->pg) != CONNECTION_OK) rc = TL_EPG_DOWN;
         return rc;
     }
     tl_metric_add(TL_M_projection_rows_total, (uint64_t)n);
@@ -420,23 +673,36 @@ static int write_batch(tl_projection_t *p, int n) {
     return TL_OK;
 }
 
-/* (Re)connects to PostgreSQL, waiting with backoff; 0, or -1 when stopping. */
-static int ensure_pg(tl_projection_t *p) {
+/* A projection commit need not wait for its WAL flush: rows and offsets
+ * share the transaction, so a commit that a PostgreSQL crash forgets takes
+ * its offsets with it and the worker projects those Changes again from
+ * the log.  Exactly-once in effect holds; only durability of the last few
+ * hundred milliseconds is traded for not waiting on fsync per batch. */
+static void session_setup(tl_projection_t *p) {
+    p->conn_gen++;      /* prepared statements are per connection */
+    if (tl_pg_exec(p->pg, "SET synchronous_commit = off"))
+        tl_warn("projection", "%s: synchronous_commit stays on", p->name);
+}
+
+PGconn *tl_projection_pg(tl_projection_t *p, const atomic_int *stop) {
     int backoff = 100, err;
     while (!p->pg || PQstatus(p->pg) != CONNECTION_OK) {
-        if (atomic_load(&p->stop)) return -1;
+        if (stop && atomic_load(stop)) return NULL;
         PQfinish(p->pg);
         p->pg = tl_pg_connect(p->cfg->pg_dsn, &err);
-        if (p->pg) break;
+        if (p->pg && PQstatus(p->pg) == CONNECTION_OK) {
+            session_setup(p);
+            break;
+        }
         usleep((useconds_t)backoff * 1000);
         if (backoff < 5000) backoff *= 2;
     }
-    return 0;
+    return p->pg;
 }
 
 /* Sets each partition's offset to the one stored in PostgreSQL. */
 static int load_offsets(tl_projection_t *p, rd_kafka_topic_partition_list_t *parts) {
-    if (ensure_pg(p)) return -1;
+    if (!tl_projection_pg(p, &p->stop)) return TL_ESHUTDOWN;
     for (int i = 0; i < parts->cnt; i++) {
         char part[16];
         snprintf(part, sizeof part, "%d", (int)parts->elems[i].partition);
@@ -457,46 +723,96 @@ static int load_offsets(tl_projection_t *p, rd_kafka_topic_partition_list_t *par
     return TL_OK;
 }
 
+/* load_offsets until it works or the worker stops. */
+static int load_offsets_retry(tl_projection_t *p, rd_kafka_topic_partition_list_t *parts) {
+    int rc;
+    while ((rc = load_offsets(p, parts)) != TL_OK) {
+        if (atomic_load(&p->stop)) return rc;
+        PQfinish(p->pg);
+        p->pg = NULL;
+        usleep(200000);
+    }
+    return TL_OK;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     tl_projection_t *p = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        while (load_offsets(p, parts) != TL_OK) {
-            if (atomic_load(&p->stop)) break;
-            PQfinish(p->pg);
-            p->pg = NULL;
-            usleep(200000);
-        }
+        load_offsets_retry(p, parts);
         rd_kafka_assign(rk, parts);
     } else {
         rd_kafka_assign(rk, NULL);
     }
 }
 
-/* After a failed batch: go back to what PostgreSQL says we have applied. */
-static void rewind_to_stored(tl_projection_t *p) {
+/* After a failed batch: pause, wait for PostgreSQL (polling, so the group
+ * keeps us), then go back to what PostgreSQL says we have applied. */
+static void recover(tl_projection_t *p, int rc) {
     rd_kafka_topic_partition_list_t *parts = NULL;
+    int backoff = 100;
     if (rd_kafka_assignment(p->consumer, &parts) || !parts) return;
-    while (load_offsets(p, parts) != TL_OK && !atomic_load(&p->stop)) {
+    rd_kafka_pause_partitions(p->consumer, parts);
+    if (rc == TL_EPG_DOWN) {
         PQfinish(p->pg);
         p->pg = NULL;
-        usleep(200000);
     }
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(p->consumer, parts, 10000);
-    if (e) rd_kafka_error_destroy(e);
+    for (;;) {
+        int64_t until = tl_kafka_now_ms() + backoff;
+        while (tl_kafka_left_ms(until) > 0) {
+            /* Fetched before the pause: the seek below reads them again. */
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, tl_kafka_left_ms(until));
+            if (m) rd_kafka_message_destroy(m);
+        }
+        if (atomic_load(&p->stop)) break;
+        int err;
+        if (!p->pg || PQstatus(p->pg) != CONNECTION_OK) {
+            PQfinish(p->pg);
+            p->pg = tl_pg_connect(p->cfg->pg_dsn, &err);
+            if (p->pg && PQstatus(p->pg) == CONNECTION_OK) session_setup(p);
+        }
+        /* The assignment may have changed while we polled. */
+        rd_kafka_topic_partition_list_destroy(parts);
+        parts = NULL;
+        if (rd_kafka_assignment(p->consumer, &parts) || !parts) return;
+        if (p->pg && PQstatus(p->pg) == CONNECTION_OK && load_offsets(p, parts) == TL_OK) {
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(p->consumer, parts, 10000);
+            if (e) {
+                tl_warn("projection", "%s: seek: %s", p->name, rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            } else {
+                break;
+            }
+        }
+        if (backoff < 5000) backoff *= 2;
+    }
+    rd_kafka_resume_partitions(p->consumer, parts);
     rd_kafka_topic_partition_list_destroy(parts);
+    tl_info("projection", "%s: resumed from the stored offsets", p->name);
 }
+
+/* A Change PostgreSQL keeps refusing (TL_EPG, not a lost connection) must
+ * not stop the partition behind it.  After a refused batch the worker goes
+ * on one Change per transaction for as many Changes as the batch held; a
+ * single Change refused twice is skipped: its offset is stored without
+ * rows, and it is logged with its position and counted.  The render is
+ * pure, so a rebuild skips the same Change. */
+typedef struct isolate {
+    int single;                 /* Changes still to apply one by one */
+    int32_t part;               /* the last single Change refused */
+    int64_t off;
+} isolate_t;
 
 static void *projection_main(void *arg) {
     tl_projection_t *p = arg;
-    int cap = (int)p->cfg->batch, backoff = 100;
+    isolate_t iso = {0, -1, -1};
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, tl_kafka_topic(p->kafka, TL_TOPIC_CHANGES), RD_KAFKA_PARTITION_UA);
     rd_kafka_subscribe(p->consumer, sub);
     rd_kafka_topic_partition_list_destroy(sub);
 
     while (!atomic_load(&p->stop)) {
-        int n = 0;
+        int n = 0, cap = iso.single ? 1 : p->cap;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
         /* Gather for batch_ms after the first record: one transaction per
          * larger batch costs far less than one per trickle. */
@@ -513,55 +829,84 @@ static void *projection_main(void *arg) {
             m = rd_kafka_consumer_poll(p->consumer, tl_kafka_left_ms(deadline));
         }
         if (!n) continue;
-        if (ensure_pg(p)) {
-            for (int i = 0; i < n; i++) rd_kafka_message_destroy(p->batch[i]);
-            break;
+        int rc = tl_projection_pg(p, &p->stop) ? tl_projection_apply(p, p->batch, n) : TL_ESHUTDOWN;
+        if (rc == TL_EPG && n == 1) {
+            rd_kafka_message_t *one = p->batch[0];
+            if (one->partition == iso.part && one->offset == iso.off) {
+                p->skip_rows = 1;
+                rc = tl_projection_apply(p, p->batch, 1);
+                p->skip_rows = 0;
+                if (rc == TL_OK) {
+                    tl_metric_add(TL_M_projection_errors_total, 1);
+                    tl_error("projection", "%s: change at %s[%d]@%lld refused twice by PostgreSQL; "
+                             "skipped", p->name, rd_kafka_topic_name(one->rkt), (int)one->partition,
+                             (long long)one->offset);
+                }
+            } else {
+                iso.part = one->partition;
+                iso.off = one->offset;
+            }
         }
-        int rc = write_batch(p, n);
         for (int i = 0; i < n; i++) rd_kafka_message_destroy(p->batch[i]);
+        if (rc == TL_ESHUTDOWN) break;
         if (rc) {
             tl_metric_add(TL_M_projection_errors_total, 1);
-            tl_warn("projection", "%s: batch rolled back (%s); retrying from stored offsets",
-                    p->name, tl_strerror(rc));
-            if (rc == TL_EPG_DOWN) {
-                PQfinish(p->pg);
-                p->pg = NULL;
-            }
-            usleep((useconds_t)backoff * 1000);
-            if (backoff < 5000) backoff *= 2;
-            rewind_to_stored(p);
-        } else {
-            backoff = 100;
+            if (rc == TL_EPG && !iso.single) iso.single = n;
+            tl_warn("projection", "%s: batch rolled back (%s); pausing, then resuming from the stored "
+                    "offsets%s", p->name, tl_strerror(rc), iso.single ? ", one change at a time" : "");
+            recover(p, rc);
+        } else if (iso.single) {
+            iso.single--;
         }
     }
     rd_kafka_consumer_close(p->consumer);
     return NULL;
 }
 
-int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const char *name,
-                        tl_projection_t **out) {
-    char group[128], suffix[64];
+static int valid_table(const char *t) {
+    if (!*t || strlen(t) >= 64) return 0;
+    for (const char *c = t; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')) return 0;
+    return 1;
+}
+
+int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projection_spec_t *spec,
+                      tl_profile_t *pf, tl_projection_t **out) {
     int rc = TL_ENOMEM;
     tl_projection_t *p = calloc(1, sizeof *p);
-    if (!p) return TL_ENOMEM;
+    if (!p) {
+        tl_profile_free(pf);
+        return TL_ENOMEM;
+    }
     p->kafka = kafka;
     p->cfg = cfg;
-    snprintf(p->name, sizeof p->name, "%s", name);
+    p->spec = *spec;
+    p->pf = pf;
+    atomic_init(&p->stop, 0);
+    const char *slug = tl_platform_slug(spec->platform);
+    snprintf(p->name, sizeof p->name, "%s", spec->consumer ? spec->consumer : slug);
+    if (spec->table) snprintf(p->table, sizeof p->table, "%s", spec->table);
+    else snprintf(p->table, sizeof p->table, "view_%s", slug);
+    p->spec.table = p->table;
+    p->spec.consumer = p->name;
+    p->cap = cfg->batch > 0 ? (int)cfg->batch : 500;
     tl_buf_init(&p->arena);
-    stmt_init(&p->timeline, 14, timeline_casts,
-              "INSERT INTO view_agent (tenant_id, event_id, conversation_id, customer_id, kind, platform,"
-              " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
-              " idempotency_key, body) VALUES ",
-              " ON CONFLICT (tenant_id, event_id, part) DO NOTHING");
-    stmt_init(&p->convs, 9, conv_casts,
-              "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, status, version,"
+    char head[512];
+    snprintf(head, sizeof head,
+             "INSERT INTO %s (tenant_id, event_id, part, conversation_id, customer_id, kind, platform,"
+             " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
+             " idempotency_key, body) VALUES ", p->table);
+    stmt_init(&p->rows, 15, row_casts, NULL, " ON CONFLICT (tenant_id, event_id, part) DO NOTHING");
+    p->rows.head = p->rows.head_owned = strdup(head);
+    p->rows.chunk_rows = 100;
+    p->rows.prep_name = "tl_view_rows";
+    stmt_init(&p->convs, 8, conv_casts,
+              "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
               " opened_at, last_activity, platforms, item_count) VALUES ",
               " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
               " version = GREATEST(c.version, EXCLUDED.version),"
               " opened_at = LEAST(c.opened_at, EXCLUDED.opened_at),"
               " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity),"
-              " status = CASE WHEN c.status = 'closed' OR EXCLUDED.status = 'closed'"
-              "          THEN 'closed' ELSE 'open' END,"
               " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
               " item_count = c.item_count + EXCLUDED.item_count");
     stmt_init(&p->custs, 6, cust_casts,
@@ -572,9 +917,6 @@ int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const char *n
               " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
               " first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),"
               " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity)");
-    stmt_init(&p->idents, 4, ident_casts,
-              "INSERT INTO identities (tenant_id, platform, platform_user_id, customer_id) VALUES ",
-              " ON CONFLICT DO NOTHING");
     stmt_init(&p->offsets, 4, off_casts,
               "INSERT INTO projection_offsets (consumer, topic, partition, next_offset) VALUES ",
               " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset");
@@ -582,49 +924,101 @@ int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const char *n
               "INSERT INTO projection_positions AS p (consumer, partition, source_offset) VALUES ",
               " ON CONFLICT (consumer, partition) DO UPDATE SET"
               " source_offset = GREATEST(p.source_offset, EXCLUDED.source_offset)");
-    p->batch = calloc((size_t)cfg->batch, sizeof *p->batch);
-    p->conv = calloc((size_t)cfg->batch, sizeof *p->conv);
-    p->cust = calloc((size_t)cfg->batch, sizeof *p->cust);
-    if (!p->batch || !p->conv || !p->cust || !p->timeline.offs || !p->idents.offs) goto fail;
-    if (!(p->ch_codec = tl_change_codec_new(&rc)) || !(p->ev_codec = tl_codec_new_event(&rc))) goto fail;
-
-    rc = TL_EKAFKA;
-    snprintf(suffix, sizeof suffix, "proj-%s", name);
-    tl_kafka_group(kafka, suffix, group, sizeof group);
-    if (!(p->consumer = tl_kafka_consumer_new(kafka, "projection", group, cfg->instance,
-                                              on_rebalance, p)))
+    p->batch = calloc((size_t)p->cap, sizeof *p->batch);
+    p->conv = calloc((size_t)p->cap, sizeof *p->conv);
+    p->cust = calloc((size_t)p->cap, sizeof *p->cust);
+    if (!valid_table(p->table)) {
+        tl_error("projection", "table name \"%s\" is not [a-z0-9_]", p->table);
+        rc = TL_EINVAL;
         goto fail;
-    if (pthread_create(&p->thread, NULL, projection_main, p) != 0) goto fail;
+    }
+    if (!p->batch || !p->conv || !p->cust || !p->rows.head || !p->rows.offs || !p->convs.offs ||
+        !p->custs.offs || !p->offsets.offs || !p->positions.offs)
+        goto fail;
+    if (!(p->ch_codec = tl_change_codec_new(&rc)) || !(p->ev_codec = tl_codec_new_event(&rc))) goto fail;
     *out = p;
     return TL_OK;
-
 fail:
-    if (p->consumer) rd_kafka_destroy(p->consumer);
-    tl_codec_free(p->ch_codec);
-    tl_codec_free(p->ev_codec);
-    free(p->batch);
-    free(p->conv);
-    free(p->cust);
-    stmt_close(&p->timeline); stmt_close(&p->convs); stmt_close(&p->custs);
-    stmt_close(&p->idents); stmt_close(&p->offsets); stmt_close(&p->positions);
-    tl_buf_close(&p->arena);
-    free(p);
+    tl_projection_free(p);
     return rc;
 }
 
-void tl_projection_stop(tl_projection_t *p) {
+void tl_projection_free(tl_projection_t *p) {
     if (!p) return;
-    atomic_store(&p->stop, 1);
-    pthread_join(p->thread, NULL);
-    rd_kafka_destroy(p->consumer);
     PQfinish(p->pg);
     tl_codec_free(p->ch_codec);
     tl_codec_free(p->ev_codec);
     free(p->batch);
     free(p->conv);
     free(p->cust);
-    stmt_close(&p->timeline); stmt_close(&p->convs); stmt_close(&p->custs);
-    stmt_close(&p->idents); stmt_close(&p->offsets); stmt_close(&p->positions);
+    free(p->rows.head_owned);
+    stmt_close(&p->rows); stmt_close(&p->convs); stmt_close(&p->custs);
+    stmt_close(&p->offsets); stmt_close(&p->positions);
     tl_buf_close(&p->arena);
+    tl_profile_free(p->pf);
     free(p);
+}
+
+/* The group consumer of tl_kafka_consumer_new, with the broker's fetch
+ * wait cut from librdkafka's 500 ms: a read_committed fetch parked by the
+ * broker is not woken when a transaction commits (only when data is
+ * appended), so at low rates the default wait is added to every item's
+ * latency. */
+static rd_kafka_t *consumer_new(tl_projection_t *p, const char *group) {
+    char errstr[256], member[256];
+    rd_kafka_conf_t *conf = tl_kafka_conf(p->kafka);
+    if (!conf) return NULL;
+    snprintf(member, sizeof member, "%s-%s", group, p->cfg->instance);
+    static const char *const kv[][2] = {
+        {"isolation.level", "read_committed"}, {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"}, {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", "10000"}, {"fetch.wait.max.ms", "10"},
+    };
+    int bad = rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr) != RD_KAFKA_CONF_OK ||
+              rd_kafka_conf_set(conf, "group.instance.id", member, errstr, sizeof errstr) != RD_KAFKA_CONF_OK;
+    for (size_t i = 0; i < sizeof kv / sizeof *kv && !bad; i++)
+        bad = rd_kafka_conf_set(conf, kv[i][0], kv[i][1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK;
+    rd_kafka_t *rk = NULL;
+    if (!bad) {
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_opaque(conf, p);
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    }
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        tl_error("projection", "%s: consumer: %s", p->name, errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+int tl_projection_start(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projection_spec_t *spec,
+                        tl_profile_t *pf, tl_projection_t **out) {
+    char group[128], suffix[64];
+    tl_projection_t *p;
+    int rc = tl_projection_new(kafka, cfg, spec, pf, &p);
+    if (rc) return rc;
+    snprintf(suffix, sizeof suffix, "project-%s", tl_platform_slug(spec->platform));
+    tl_kafka_group(kafka, suffix, group, sizeof group);
+    if (!(p->consumer = consumer_new(p, group))) {
+        tl_projection_free(p);
+        return TL_EKAFKA;
+    }
+    if (pthread_create(&p->thread, NULL, projection_main, p) != 0) {
+        rd_kafka_destroy(p->consumer);
+        tl_projection_free(p);
+        return TL_ENOMEM;
+    }
+    p->has_thread = 1;
+    *out = p;
+    return TL_OK;
+}
+
+void tl_projection_stop(tl_projection_t *p) {
+    if (!p) return;
+    atomic_store(&p->stop, 1);
+    if (p->has_thread) pthread_join(p->thread, NULL);
+    if (p->consumer) rd_kafka_destroy(p->consumer);
+    tl_projection_free(p);
 }

@@ -9,4 +9,6 @@ extern const char tl_schema_event[];    /* schemas/event.avsc: threadline.Event 
 extern const char tl_schema_change[];   /* schemas/change.avsc: threadline.Change */
 extern const char tl_schema_state[];    /* schemas/state.avsc: threadline.CustomerState */
 
+extern const char tl_schema_change_v1[]; /* schemas/history/change.v1.avsc: Change before fold_changes */
+
 #endif

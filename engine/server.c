@@ -26,7 +26,8 @@ typedef struct server {
     uv_work_t topics;           /* ensures the topics, off the loop */
     int topics_rc, topics_pending;
     atomic_int stopping;
-    tl_projection_t *proj;
+    tl_projection_t *proj[TL_PLATFORM__COUNT];
+    int nproj;
     tl_identity_writer_t *identity;
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
@@ -80,6 +81,47 @@ static void topics_work(uv_work_t *w) {
     }
 }
 
+/* Loads and frees every profile of --views: a bad one stops the start
+ * before anything listens, with an error naming its file and key. */
+static int check_profiles(const tl_config_t *cfg) {
+    tl_platform_t views[TL_PLATFORM__COUNT];
+    size_t n = 0;
+    char err[512];
+    int rc = tl_projection_parse_views(cfg->views, views, &n, err, sizeof err);
+    for (size_t i = 0; i < n && rc == TL_OK; i++) {
+        tl_profile_t *pf = NULL;
+        rc = tl_profile_load(cfg->profiles, views[i], &pf, err, sizeof err);
+        tl_profile_free(pf);
+    }
+    if (rc) tl_error("serve", "%s", err);
+    return rc;
+}
+
+/* One projection worker per view of --views.  Every profile is loaded and
+ * checked before any worker starts: a bad profile stops the start with an
+ * error naming its file and key. */
+static int start_projections(server_t *s) {
+    tl_platform_t views[TL_PLATFORM__COUNT];
+    tl_profile_t *pf[TL_PLATFORM__COUNT] = {0};
+    size_t n = 0;
+    char err[512];
+    int rc = tl_projection_parse_views(s->cfg->views, views, &n, err, sizeof err);
+    for (size_t i = 0; i < n && rc == TL_OK; i++)
+        rc = tl_profile_load(s->cfg->profiles, views[i], &pf[i], err, sizeof err);
+    if (rc) {
+        tl_error("serve", "%s", err);
+        for (size_t i = 0; i < n; i++) tl_profile_free(pf[i]);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tl_projection_spec_t spec = {views[i], NULL, NULL, views[i] == TL_PLATFORM_AGENT};
+        if (rc == TL_OK) rc = tl_projection_start(s->kafka, s->cfg, &spec, pf[i], &s->proj[s->nproj]);
+        else tl_profile_free(pf[i]);
+        if (rc == TL_OK) s->nproj++;
+    }
+    return rc;
+}
+
 /* Loop thread: topics exist, so the workers can subscribe. */
 static void topics_done(uv_work_t *w, int status) {
     server_t *s = w->data;
@@ -87,7 +129,7 @@ static void topics_done(uv_work_t *w, int status) {
     s->topics_pending = 0;
     if (status == UV_ECANCELED || atomic_load(&s->stopping)) return;
     if (rc == TL_OK && s->cfg->fold) rc = tl_fold_worker_start(s->kafka, s->cfg, &s->fold);
-    if (rc == TL_OK && s->cfg->project) rc = tl_projection_start(s->kafka, s->cfg, "agent", &s->proj);
+    if (rc == TL_OK && s->cfg->project) rc = start_projections(s);
     if (rc == TL_OK && s->cfg->identity) rc = tl_identity_writer_start(s->kafka, s->cfg, &s->identity);
     if (rc != TL_OK) {
         tl_error("serve", "cannot start the workers: %s", tl_strerror(rc));
@@ -95,8 +137,8 @@ static void topics_done(uv_work_t *w, int status) {
         stop_loop(s);
         return;
     }
-    tl_info("serve", "workers started (fold %s, projection %s)", s->fold ? "on" : "off",
-            s->proj ? "on" : "off");
+    tl_info("serve", "workers started (fold %s, %d projection workers)", s->fold ? "on" : "off",
+            s->nproj);
 }
 
 int tl_server_run(const tl_config_t *cfg) {
@@ -106,6 +148,7 @@ int tl_server_run(const tl_config_t *cfg) {
 
     signal(SIGPIPE, SIG_IGN);
     s.cfg = cfg;
+    if (cfg->project && (rc = check_profiles(cfg))) goto fail;
     atomic_init(&s.stopping, 0);
     if ((rc = tl_kafka_new(cfg, &kafka))) goto fail;
     s.kafka = kafka;
@@ -148,7 +191,7 @@ int tl_server_run(const tl_config_t *cfg) {
     for (int i = 0; i < 8; i++) uv_run(&s.loop, UV_RUN_NOWAIT);
     /* The topic check notices `stopping` within one attempt. */
     while (s.topics_pending) uv_run(&s.loop, UV_RUN_ONCE);
-    tl_projection_stop(s.proj);
+    for (int i = 0; i < s.nproj; i++) tl_projection_stop(s.proj[i]);
     tl_identity_writer_stop(s.identity);
     tl_fold_worker_stop(s.fold);
     tl_stream_free(s.stream);

@@ -25,6 +25,8 @@
     XX(mini_program)                                                          \
     XX(identity)                                                              \
     XX(change)                                                                \
+    XX(profile)                                                               \
+    XX(view)                                                                  \
     XX(fold)                                                                  \
     XX(resident)                                                              \
     XX(auth)                                                                  \
@@ -36,7 +38,8 @@
     XX(ingest)                                                                \
     XX(rest)                                                                  \
     XX(openapi)                                                               \
-    XX(replay)
+    XX(replay)                                                                \
+    XX(projection)
 
 #define TL_SUITE_DECL(name) Suite *tl_##name##_suite(void);
 TL_UNIT_SUITES(TL_SUITE_DECL)

@@ -548,6 +548,9 @@ START_TEST(codec_generic_layer_carries_a_change_record) {
     ck_assert_int_eq(avro_value_set_boolean(&f, 0), 0);
     f = field(v, "event");
     ck_assert_int_eq(avro_value_set_bytes(&f, evbuf.data, evbuf.len), 0);
+    f = field(v, "ignored");
+    ck_assert_int_eq(avro_value_set_branch(&f, 0, &br), 0);
+    ck_assert_int_eq(avro_value_set_null(&br), 0);
     ck_assert_int_eq(tl_codec_write(cc, &out), TL_OK);
 
     avro_value_t *got;

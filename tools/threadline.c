@@ -13,6 +13,7 @@
 #include "error.h"
 #include "log.h"
 #include "pg.h"
+#include "rebuild.h"
 #include "server.h"
 
 typedef struct command {
@@ -41,6 +42,16 @@ static int cmd_migrate(const tl_config_t *cfg) {
     }
     printf("threadline migrate: %d applied, %d known\n", applied, tl_migrations_count);
     return 0;
+}
+
+static int cmd_rebuild(const tl_config_t *cfg) {
+    tl_platform_t p;
+    if (tl_platform_from_slug(cfg->platform, strlen(cfg->platform), &p)) {
+        fprintf(stderr, "threadline rebuild: --platform \"%s\" is not a platform (see --help)\n",
+                cfg->platform);
+        return 2;
+    }
+    return tl_rebuild_run(cfg, p) ? 1 : 0;
 }
 
 static const command_t commands[] = {
@@ -81,6 +92,11 @@ static const command_t commands[] = {
     {"export", "everything held about a customer and its linked identities, as JSON",
      "--customer C: a data-subject access request: for C and every customer linked with it,\n"
      "its identities, state, conversations and every event as sent.", tl_audit_cmd_export},
+    {"rebuild", "rebuild one platform's view from the log and swap it in",
+     "Reads <prefix>.changes from the beginning into view_<platform>_shadow, then swaps it\n"
+     "for view_<platform> in one transaction while the live view keeps serving.  Needs\n"
+     "--platform (agent, web, app, mini_program, wechat, douyin, phone).  Progress on a\n"
+     "terminal.  See docs/projections.md.", cmd_rebuild},
 };
 
 static void usage(FILE *out) {
