@@ -140,6 +140,14 @@ int tl_codec_encode_event(tl_codec_t *c, const tl_event_t *ev, tl_buf_t *out);
  * *ev is unchanged.  Owning thread. */
 int tl_codec_decode_event(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev);
 
+/* tl_codec_decode_event by the general path only: the walker into the
+ * reader value, then the value into *ev.  tl_codec_decode_event takes it
+ * for records of other writer schemas and decodes the reader schema's own
+ * records directly; both give the same *ev and the same error for any
+ * input.  Exists so that tests and fuzzing can hold the two to that.
+ * Same contract as tl_codec_decode_event. */
+int tl_codec_decode_event_general(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev);
+
 /* What the last failed call on c found wrong, e.g. "fingerprint
  * 0x1234567890abcdef not known" or "offset 37: string length 300 runs past
  * the end (12 bytes left)"; "" when nothing failed yet.  Owned by c, valid
