@@ -29,6 +29,12 @@
  * locked.  Give every worker its own codec (they are cheap to build).
  * Codecs share nothing, so different codecs may be used concurrently.
  *
+ * tl_codec_decode_event reads records of the reader schema's own
+ * fingerprint straight into tl_event_t, without the avro value, and
+ * resolves records of other writer schemas through it; callers cannot
+ * tell the two apart (tl_codec_decode_event_general is there for the tests
+ * that make sure of it).
+ *
  * Memory: a codec owns one reusable value of the reader schema, its
  * decoded strings and arrays; the steady state of encoding or decoding
  * records of one shape allocates nothing.  Anything a decode hands out
