@@ -2088,13 +2088,16 @@ static int direct_fields(rd_t *rd, const dfield_t *f, size_t n, char *base) {
             break;
         }
         case F_PLATFORM:
-            if (!(rc = direct_index(rd, TL_PLATFORM__COUNT, 1, &l))) *(tl_platform_t *)field = (tl_platform_t)l;
+            if (!(rc = direct_index(rd, TL_PLATFORM__COUNT, 1, &l)))
+                *(tl_platform_t *)field = (tl_platform_t)l;
             break;
         case F_SPEAKER:
-            if (!(rc = direct_index(rd, TL_SPEAKER_UNKNOWN + 1, 1, &l))) *(tl_speaker_t *)field = (tl_speaker_t)l;
+            if (!(rc = direct_index(rd, TL_SPEAKER_UNKNOWN + 1, 1, &l)))
+                *(tl_speaker_t *)field = (tl_speaker_t)l;
             break;
         case F_EVIDENCE:
-            if (!(rc = direct_index(rd, TL_EVIDENCE_OTHER + 1, 1, &l))) *(tl_evidence_t *)field = (tl_evidence_t)l;
+            if (!(rc = direct_index(rd, TL_EVIDENCE_OTHER + 1, 1, &l)))
+                *(tl_evidence_t *)field = (tl_evidence_t)l;
             break;
         case F_ATTACHMENTS: rc = direct_array(rd, 1, 0, field); break;
         case F_STRS0: rc = direct_array(rd, 0, 0, field); break;
