@@ -54,9 +54,10 @@
  * every field instead of resetting, and record field handles are
  * remembered for the record handle they came from (res_fields_t) instead of
  * being asked for on every record.  Steady state then allocates nothing;
- * bench_codec's 600-byte MessageReceived decodes in 450-550 ns on the
- * 2.1 GHz development VM, about a third of it spent reading the value back
- * into tl_event_t; avro-c itself takes about a quarter.
+ * through the value, bench_codec's 600-byte MessageReceived decodes in
+ * 450-550 ns on the 2.1 GHz development VM, about a third of it spent
+ * reading the value back into tl_event_t; avro-c itself takes about a
+ * quarter (the event layer's direct decoder, below, skips both).
  *
  * Errors: a length or count that runs past the end of the input is
  * TL_ETRUNCATED, not TL_ECORRUPT.  A cut-off record and a damaged length
@@ -69,6 +70,24 @@
  * every entry is looked up once, when the codec is made, and the schema is
  * checked against event.h at that point, so drift between the two fails at
  * start-up rather than in the middle of a partition.
+ *
+ * Decoding an event through the avro value costs twice: avro-c's setters
+ * on the way in, its getters on the way out, and most of a decode was
+ * spent there rather than in reading bytes.  So records written with the
+ * reader schema itself -- nearly all of them -- are read by a second,
+ * direct decoder (tl_codec_decode_event): the same tables laid out in the
+ * schema's field order (direct_t, built with the codec) drive a loop that
+ * reads each field with the walker's own primitives (rd_long, rd_len,
+ * rd_need, arena_copy) and stores it straight into tl_event_t.  It makes
+ * the same checks in the same order as the walker does for that schema,
+ * so every input gets the same error and the same message from both;
+ * strings land in the same arena, attachments and tags in the same
+ * reusable arrays.  Records of any other writer schema need resolution
+ * (skipped fields, defaults, promotions, renumbered symbols) and take the
+ * general path: walker, then value to tl_event_t.  The two are kept
+ * honest by a differential unit test and fuzz target (fuzz_codec_diff),
+ * which compare them through tl_codec_decode_event_general.  bench_codec's
+ * record decodes about three times as fast directly as through the value.
  */
 #include <assert.h>
 #include <errno.h>
@@ -163,6 +182,7 @@ typedef struct bind {
 enum fkind {
     F_STR, F_OPT_STR, F_LONG, F_FLOAT, F_PLATFORM, F_SPEAKER, F_EVIDENCE,
     F_ATTACHMENTS, F_STRS0, F_STRS1,
+    F_PAYLOAD, F_OPT_INT,           /* the direct decoder's only (dfield_t) */
 };
 
 typedef struct fdesc {
@@ -291,6 +311,29 @@ typedef struct event_index {
     size_t attachment[ATT__COUNT];
 } event_index_t;
 
+/* One field of a record as the direct decoder reads it (see
+ * tl_codec_decode_event): what the bytes are and where they go, in
+ * tl_event_t or, for an Attachment's fields, in tl_attachment_t. */
+typedef struct dfield {
+    unsigned char kind;             /* enum fkind */
+    size_t off;
+    size_t has_off;                 /* F_OPT_INT: its has_ flag */
+} dfield_t;
+
+/* The event schema's records in the writer's field order, built from the
+ * tables above when the codec is made.  usable is 0 when some record has a
+ * field the tables do not describe: the direct decoder cannot read that
+ * schema and every decode takes the walker. */
+typedef struct direct {
+    int usable;
+    size_t nenv;
+    dfield_t env[NENVELOPE + 1];    /* the envelope and its payload */
+    size_t n[TL_EV__COUNT];
+    dfield_t kind[TL_EV__COUNT][MAX_PAYLOAD_FIELDS];
+    dfield_t att[ATT__COUNT];
+    size_t att_min;                 /* fewest bytes one Attachment takes */
+} direct_t;
+
 /* ---- the codec --------------------------------------------------------- */
 
 struct tl_codec {
@@ -313,6 +356,7 @@ struct tl_codec {
     event_index_t ix;
     kind_fields_t kind_fields[TL_EV__COUNT];
     int kind_fields_usable;         /* payload records are inline, not links */
+    direct_t direct;                /* the direct decoder's plan */
     tl_attachment_t *att;           /* decoded attachments */
     size_t att_cap;
     tl_str_t *strs[2];              /* decoded tag arrays */
@@ -1206,7 +1250,11 @@ static int walk(rd_t *rd, const res_t *r, avro_value_t *dst) {
     return rc;
 }
 
-int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **out) {
+/* The framing of data[0..len): checks the header, finds the writer schema
+ * and sizes the arena for the datum, then sets *rd to read the datum and
+ * *w to its writer.  Shared by the walker and the event layer's direct
+ * decoder, so that both refuse a frame with the same error. */
+static int read_frame(tl_codec_t *c, const void *data, size_t len, rd_t *rd, const writer_t **wp) {
     const uint8_t *p = data;
     c->errmsg[0] = 0;
     if (len < TL_CODEC_HEADER_SIZE)
@@ -1240,9 +1288,18 @@ int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **ou
     }
     c->arena_len = 0;
 
-    rd_t rd = { c, p, p + TL_CODEC_HEADER_SIZE, p + len, 0 };
-    int rc = w->root->op == OP_RECORD && c->fields ? walk_record(&rd, w->root, &c->value, c->fields)
-                                                   : walk(&rd, w->root, &c->value);
+    *rd = (rd_t){ c, p, p + TL_CODEC_HEADER_SIZE, p + len, 0 };
+    *wp = w;
+    return TL_OK;
+}
+
+int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **out) {
+    rd_t rd;
+    const writer_t *w;
+    int rc = read_frame(c, data, len, &rd, &w);
+    if (rc) return rc;
+    rc = w->root->op == OP_RECORD && c->fields ? walk_record(&rd, w->root, &c->value, c->fields)
+                                               : walk(&rd, w->root, &c->value);
     if (rc == TL_OK && rd.p != rd.end)
         rc = rd_err(&rd, TL_ECORRUPT, "%zu bytes after the datum", (size_t)(rd.end - rd.p));
     if (rc) {
@@ -1521,6 +1578,71 @@ static int event_index(tl_codec_t *c) {
     return TL_OK;
 }
 
+/* Fills slot i of a record's direct plan with f, once; 0 when the slot
+ * is out of range or taken. */
+static int direct_put(dfield_t *plan, size_t n, unsigned char *seen, size_t i, dfield_t f) {
+    if (i >= n || seen[i]) return 0;
+    seen[i] = 1;
+    plan[i] = f;
+    return 1;
+}
+
+/* Lays the tables out in the schema's field order for the direct decoder
+ * (c->direct).  Needs event_index's indexes.  A record with a field the
+ * tables do not cover leaves the decoder unusable: nothing fails, every
+ * decode then takes the walker. */
+static void direct_build(tl_codec_t *c) {
+    direct_t *d = &c->direct;
+    const event_index_t *ix = &c->ix;
+    unsigned char seen[NENVELOPE + 1 + MAX_PAYLOAD_FIELDS + ATT__COUNT];
+    memset(d, 0, sizeof *d);
+
+    if (avro_schema_record_size(c->schema) != NENVELOPE + 1) return;
+    d->nenv = NENVELOPE + 1;
+    memset(seen, 0, sizeof seen);
+    for (size_t i = 0; i < NENVELOPE; i++)
+        if (!direct_put(d->env, d->nenv, seen, ix->envelope[i],
+                        (dfield_t){ envelope_fields[i].kind, envelope_fields[i].off, 0 }))
+            return;
+    if (!direct_put(d->env, d->nenv, seen, ix->payload, (dfield_t){ F_PAYLOAD, 0, 0 })) return;
+
+    avro_schema_t payload = avro_schema_record_field_get_by_index(c->schema, (int)ix->payload);
+    int has_attachments = 0;
+    for (int k = 0; k < TL_EV__COUNT; k++) {
+        avro_schema_t rec = deref(avro_schema_union_branch(payload, k));
+        size_t n = payload_fields[k].n;
+        if (avro_schema_record_size(rec) != n) return;
+        d->n[k] = n;
+        memset(seen, 0, sizeof seen);
+        for (size_t i = 0; i < n; i++) {
+            const fdesc_t *f = &payload_fields[k].f[i];
+            if (!direct_put(d->kind[k], n, seen, ix->fields[k][i], (dfield_t){ f->kind, f->off, 0 }))
+                return;
+            if (f->kind != F_ATTACHMENTS || has_attachments) continue;
+            avro_schema_t att = deref(avro_schema_array_items(
+                deref(avro_schema_record_field_get_by_index(rec, (int)ix->fields[k][i]))));
+            if (avro_schema_record_size(att) != ATT__COUNT) return;
+            static const dfield_t att_fields[ATT__COUNT] = {
+                [ATT_URL] = { F_STR, offsetof(tl_attachment_t, url), 0 },
+                [ATT_MIME] = { F_STR, offsetof(tl_attachment_t, mime), 0 },
+                [ATT_BYTES] = { F_LONG, offsetof(tl_attachment_t, bytes), 0 },
+                [ATT_WIDTH] = { F_OPT_INT, offsetof(tl_attachment_t, width),
+                                offsetof(tl_attachment_t, has_width) },
+                [ATT_HEIGHT] = { F_OPT_INT, offsetof(tl_attachment_t, height),
+                                 offsetof(tl_attachment_t, has_height) },
+            };
+            unsigned char aseen[ATT__COUNT] = { 0 };
+            for (int a = 0; a < ATT__COUNT; a++)
+                if (!direct_put(d->att, ATT__COUNT, aseen, ix->attachment[a], att_fields[a])) return;
+            /* As the walker counts it (resolve): a string, a long and a
+             * union take at least a byte each. */
+            d->att_min = ATT__COUNT;
+            has_attachments = 1;
+        }
+    }
+    d->usable = 1;
+}
+
 tl_codec_t *tl_codec_new_event(int *err) {
     tl_codec_t *c = tl_codec_new(tl_schema_event, err);
     if (!c) return NULL;
@@ -1531,6 +1653,7 @@ tl_codec_t *tl_codec_new_event(int *err) {
         return NULL;
     }
     c->is_event = 1;
+    direct_build(c);
     return c;
 }
 
@@ -1819,7 +1942,7 @@ static int get_fields(tl_codec_t *c, avro_value_t *rec, const avro_value_t *hand
     return TL_OK;
 }
 
-int tl_codec_decode_event(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev) {
+int tl_codec_decode_event_general(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev) {
     if (!c->is_event) return set_err(c, TL_EINVAL, "not an event codec");
     avro_value_t *root, payload, body;
     int rc = tl_codec_read(c, data, len, &root);
@@ -1837,6 +1960,175 @@ int tl_codec_decode_event(tl_codec_t *c, const void *data, size_t len, tl_event_
     tmp.kind = (tl_event_kind_t)kind;
     rc = get_fields(c, &body, handles, payload_fields[kind].f, payload_fields[kind].n,
                     c->ix.fields[kind], &tmp);
+    if (rc) return rc;
+    *ev = tmp;
+    return TL_OK;
+}
+
+/* ---- event layer: direct decoding -------------------------------------- */
+
+/* A string copied to the arena (NUL-terminated, as the walker's are). */
+static inline int direct_string(rd_t *rd, tl_str_t *out) {
+    int64_t l;
+    int rc;
+    if ((rc = rd_len(rd, &l, "string length"))) return rc;
+    if ((rc = rd_need(rd, (uint64_t)l, "string"))) return rc;
+    *out = (tl_str_t){ arena_copy(rd->c, rd->p, (size_t)l), (size_t)l };
+    rd->p += l;
+    return TL_OK;
+}
+
+/* A union branch or enum symbol: index < n, as walk_union and walk_leaf
+ * check it. */
+static inline int direct_index(rd_t *rd, size_t n, int is_enum, int64_t *out) {
+    int rc = rd_long(rd, out);
+    if (rc) return rc;
+    if (*out < 0 || (uint64_t)*out >= n) {
+        if (is_enum)
+            return rd_err(rd, TL_ECORRUPT, "enum index %" PRId64 " out of range (%zu symbols)", *out, n);
+        return rd_err(rd, TL_ECORRUPT, "union branch %" PRId64 " out of range (%zu branches)", *out, n);
+    }
+    return TL_OK;
+}
+
+/* Makes room for n elements of size each in *v (capacity *cap, first
+ * capacity first_cap), as get_attachments and get_strings grow theirs.  n
+ * has been checked against the bytes left, so this is bounded by them. */
+static int direct_grow(rd_t *rd, void **v, size_t *cap, size_t n, size_t size, size_t first_cap) {
+    if (n <= *cap) return TL_OK;
+    size_t c = *cap ? *cap * 2 : first_cap;
+    while (c < n) c *= 2;
+    void *p = realloc(*v, c * size);
+    if (!p) return rd_err(rd, TL_ENOMEM, "out of memory");
+    *v = p;
+    *cap = c;
+    return TL_OK;
+}
+
+static int direct_fields(rd_t *rd, const dfield_t *f, size_t n, char *base);
+
+/* An array of Attachment records (att != 0) or of strings (in strs[slot]),
+ * block by block with walk_items' checks, into the codec's arrays: they
+ * keep their capacity from record to record. */
+static __attribute__((noinline)) int direct_array(rd_t *rd, int att, int slot, void *out) {
+    tl_codec_t *c = rd->c;
+    size_t min = att ? c->direct.att_min : 1, index = 0;
+    int rc;
+    for (;;) {
+        int64_t count, size;
+        if ((rc = rd_long(rd, &count))) return rc;
+        if (count == 0) break;
+        if (count < 0) {
+            if (count == INT64_MIN) return rd_err(rd, TL_ECORRUPT, "block count out of range");
+            count = -count;
+            if ((rc = rd_len(rd, &size, "block size"))) return rc;
+        }
+        size_t left = (size_t)(rd->end - rd->p);
+        if ((uint64_t)count > left / min)
+            return rd_err(rd, TL_ETRUNCATED, "%" PRId64 " items cannot fit in %zu bytes", count, left);
+        size_t want = index + (size_t)count;
+        if (att) {
+            if ((rc = direct_grow(rd, (void **)&c->att, &c->att_cap, want, sizeof *c->att, 4))) return rc;
+            for (; index < want; index++)
+                if ((rc = direct_fields(rd, c->direct.att, ATT__COUNT, (char *)&c->att[index])))
+                    return rc;
+        } else {
+            if ((rc = direct_grow(rd, (void **)&c->strs[slot], &c->strs_cap[slot], want,
+                                  sizeof *c->strs[slot], 8)))
+                return rc;
+            for (; index < want; index++)
+                if ((rc = direct_string(rd, &c->strs[slot][index]))) return rc;
+        }
+    }
+    if (att)
+        *(tl_attachments_t *)out = (tl_attachments_t){ c->att, index };
+    else
+        *(tl_strs_t *)out = (tl_strs_t){ c->strs[slot], index };
+    return TL_OK;
+}
+
+/* Reads the fields of one record, in the writer's order, into base (a
+ * tl_event_t, or a tl_attachment_t for an Attachment's fields). */
+static int direct_fields(rd_t *rd, const dfield_t *f, size_t n, char *base) {
+    int rc;
+    int64_t l;
+    for (size_t i = 0; i < n; i++) {
+        void *field = base + f[i].off;
+        switch (f[i].kind) {
+        case F_STR:
+            rc = direct_string(rd, field);
+            break;
+        case F_OPT_STR:
+            if ((rc = direct_index(rd, 2, 0, &l))) return rc;
+            if (l == 0)
+                *(tl_str_t *)field = TL_STR_NULL;
+            else
+                rc = direct_string(rd, field);
+            break;
+        case F_OPT_INT:
+            if ((rc = direct_index(rd, 2, 0, &l))) return rc;
+            *(int *)(base + f[i].has_off) = l == 1;
+            *(int32_t *)field = 0;
+            if (l == 1) {
+                if ((rc = rd_long(rd, &l))) return rc;
+                if (l < INT32_MIN || l > INT32_MAX)
+                    return rd_err(rd, TL_ECORRUPT, "int out of range: %" PRId64, l);
+                *(int32_t *)field = (int32_t)l;
+            }
+            break;
+        case F_LONG:
+            rc = rd_long(rd, field);
+            break;
+        case F_FLOAT: {
+            if ((rc = rd_need(rd, 4, "float"))) return rc;
+            uint32_t bits = (uint32_t)rd->p[0] | (uint32_t)rd->p[1] << 8 |
+                            (uint32_t)rd->p[2] << 16 | (uint32_t)rd->p[3] << 24;
+            memcpy(field, &bits, sizeof bits);
+            rd->p += 4;
+            break;
+        }
+        case F_PLATFORM:
+            if (!(rc = direct_index(rd, TL_PLATFORM__COUNT, 1, &l)))
+                *(tl_platform_t *)field = (tl_platform_t)l;
+            break;
+        case F_SPEAKER:
+            if (!(rc = direct_index(rd, TL_SPEAKER_UNKNOWN + 1, 1, &l)))
+                *(tl_speaker_t *)field = (tl_speaker_t)l;
+            break;
+        case F_EVIDENCE:
+            if (!(rc = direct_index(rd, TL_EVIDENCE_OTHER + 1, 1, &l)))
+                *(tl_evidence_t *)field = (tl_evidence_t)l;
+            break;
+        case F_ATTACHMENTS: rc = direct_array(rd, 1, 0, field); break;
+        case F_STRS0: rc = direct_array(rd, 0, 0, field); break;
+        case F_STRS1: rc = direct_array(rd, 0, 1, field); break;
+        default: { /* F_PAYLOAD */
+            tl_event_t *ev = (tl_event_t *)base;
+            if ((rc = direct_index(rd, TL_EV__COUNT, 0, &l))) return rc;
+            ev->kind = (tl_event_kind_t)l;
+            rc = direct_fields(rd, rd->c->direct.kind[l], rd->c->direct.n[l], base);
+        }
+        }
+        if (rc) return rc;
+    }
+    return TL_OK;
+}
+
+int tl_codec_decode_event(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev) {
+    if (!c->is_event) return set_err(c, TL_EINVAL, "not an event codec");
+    if (!c->direct.usable) return tl_codec_decode_event_general(c, data, len, ev);
+    rd_t rd;
+    const writer_t *w;
+    int rc = read_frame(c, data, len, &rd, &w);
+    if (rc) return rc;
+    /* Only the reader schema's own records: another writer's need the
+     * walker's resolution (skipped fields, defaults, promotions). */
+    if (w != &c->writers[0]) return tl_codec_decode_event_general(c, data, len, ev);
+    tl_event_t tmp;
+    memset(&tmp, 0, sizeof tmp);
+    rc = direct_fields(&rd, c->direct.env, c->direct.nenv, (char *)&tmp);
+    if (rc == TL_OK && rd.p != rd.end)
+        rc = rd_err(&rd, TL_ECORRUPT, "%zu bytes after the datum", (size_t)(rd.end - rd.p));
     if (rc) return rc;
     *ev = tmp;
     return TL_OK;

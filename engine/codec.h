@@ -29,6 +29,12 @@
  * locked.  Give every worker its own codec (they are cheap to build).
  * Codecs share nothing, so different codecs may be used concurrently.
  *
+ * tl_codec_decode_event reads records of the reader schema's own
+ * fingerprint straight into tl_event_t, without the avro value, and
+ * resolves records of other writer schemas through it; callers cannot
+ * tell the two apart (tl_codec_decode_event_general is there for the tests
+ * that make sure of it).
+ *
  * Memory: a codec owns one reusable value of the reader schema, its
  * decoded strings and arrays; the steady state of encoding or decoding
  * records of one shape allocates nothing.  Anything a decode hands out
@@ -139,6 +145,14 @@ int tl_codec_encode_event(tl_codec_t *c, const tl_event_t *ev, tl_buf_t *out);
  * and TL_ECORRUPT when an enum value has no tl_*_t counterpart.  On failure
  * *ev is unchanged.  Owning thread. */
 int tl_codec_decode_event(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev);
+
+/* tl_codec_decode_event by the general path only: the walker into the
+ * reader value, then the value into *ev.  tl_codec_decode_event takes it
+ * for records of other writer schemas and decodes the reader schema's own
+ * records directly; both give the same *ev and the same error for any
+ * input.  Exists so that tests and fuzzing can hold the two to that.
+ * Same contract as tl_codec_decode_event. */
+int tl_codec_decode_event_general(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev);
 
 /* What the last failed call on c found wrong, e.g. "fingerprint
  * 0x1234567890abcdef not known" or "offset 37: string length 300 runs past

@@ -7,6 +7,7 @@
  * read past the buffer (run under valgrind or ASan to see the last one).
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1474,6 +1475,341 @@ START_TEST(codec_shorter_array_after_longer_stays_within_arena) {
 }
 END_TEST
 
+/* ---- the direct decoder against the general path ----------------------- */
+
+/* Random events for the differential tests: every kind, strings empty,
+ * short, Chinese and emoji, long, with NUL bytes inside; optional fields
+ * absent or present (and present but empty); arrays empty, short and long;
+ * integers and floats at their extremes.  The strings live in pool, which
+ * the caller frees. */
+typedef struct gen {
+    uint64_t seed;
+    char *pool;
+    size_t used, cap;
+    tl_attachment_t att[300];
+    tl_str_t added[64], removed[64];
+} gen_t;
+
+static uint64_t gen_rnd(gen_t *g) {
+    g->seed ^= g->seed << 13;
+    g->seed ^= g->seed >> 7;
+    g->seed ^= g->seed << 17;
+    return g->seed;
+}
+
+static tl_str_t gen_str(gen_t *g) {
+    static const char *const samples[] = {
+        "", "a", "vip", "物流延迟", "退款😀🎉", "wechat:msg-20240518-0001", "\xe2\x80\x8b",
+        "01890a5d-ac96-774b-bcce-b302099a8057",
+    };
+    size_t pick = gen_rnd(g) % 12, n;
+    if (pick < sizeof samples / sizeof samples[0]) {
+        const char *s = samples[pick];
+        n = strlen(s);
+        ck_assert(g->used + n <= g->cap);
+        memcpy(g->pool + g->used, s, n);
+    } else {
+        /* Random bytes (NUL included), now and then long. */
+        n = pick == 11 ? 200 + gen_rnd(g) % 3000 : gen_rnd(g) % 40;
+        ck_assert(g->used + n <= g->cap);
+        for (size_t i = 0; i < n; i++) g->pool[g->used + i] = (char)gen_rnd(g);
+    }
+    tl_str_t s = { g->pool + g->used, n };
+    g->used += n;
+    return s;
+}
+
+static tl_str_t gen_opt(gen_t *g) {
+    return gen_rnd(g) % 3 == 0 ? TL_STR_NULL : gen_str(g);
+}
+
+static int64_t gen_long(gen_t *g) {
+    static const int64_t edges[] = { 0, 1, -1, 63, 64, -64, -65, INT64_MAX, INT64_MIN, 1716019200123 };
+    return gen_rnd(g) % 2 ? edges[gen_rnd(g) % 10] : (int64_t)gen_rnd(g) >> (gen_rnd(g) % 64);
+}
+
+static int32_t gen_int(gen_t *g) {
+    static const int32_t edges[] = { 0, 1, -1, 1080, INT32_MAX, INT32_MIN };
+    return gen_rnd(g) % 2 ? edges[gen_rnd(g) % 6] : (int32_t)(uint32_t)gen_rnd(g);
+}
+
+static float gen_float(gen_t *g) {
+    static const float edges[] = { 0.0f, -0.0f, 0.875f, 1e-45f, 3.4028235e38f, -1.0f };
+    uint64_t r = gen_rnd(g) % 10;
+    if (r < 6) return edges[r];
+    if (r == 6) return (float)INFINITY;
+    if (r == 7) return (float)NAN;
+    return (float)(int32_t)gen_rnd(g) / 1000.0f;
+}
+
+static size_t gen_count(gen_t *g, size_t max) {
+    uint64_t r = gen_rnd(g) % 8;
+    return r < 3 ? 0 : r < 7 ? 1 + gen_rnd(g) % 4 : gen_rnd(g) % (max + 1);
+}
+
+static tl_attachments_t gen_attachments(gen_t *g) {
+    size_t n = gen_count(g, sizeof g->att / sizeof g->att[0]);
+    for (size_t i = 0; i < n; i++) {
+        tl_attachment_t *a = &g->att[i];
+        a->url = gen_str(g);
+        a->mime = gen_str(g);
+        a->bytes = gen_long(g);
+        a->has_width = (int)(gen_rnd(g) % 2);
+        a->has_height = (int)(gen_rnd(g) % 2);
+        a->width = a->has_width ? gen_int(g) : 0;
+        a->height = a->has_height ? gen_int(g) : 0;
+    }
+    return (tl_attachments_t){ g->att, n };
+}
+
+static tl_strs_t gen_strs(gen_t *g, tl_str_t *v) {
+    size_t n = gen_count(g, 64);
+    for (size_t i = 0; i < n; i++) v[i] = gen_str(g);
+    return (tl_strs_t){ v, n };
+}
+
+static tl_event_t gen_event(gen_t *g, tl_event_kind_t kind) {
+    tl_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    g->used = 0;
+    ev.event_id = gen_str(g);
+    ev.tenant_id = gen_str(g);
+    ev.customer_id = gen_str(g);
+    ev.platform = (tl_platform_t)(gen_rnd(g) % TL_PLATFORM__COUNT);
+    ev.platform_user_id = gen_str(g);
+    ev.idempotency_key = gen_str(g);
+    ev.occurred_at = gen_long(g);
+    ev.received_at = gen_long(g);
+    ev.trace_id = gen_str(g);
+    ev.kind = kind;
+    switch (kind) {
+    case TL_EV_MESSAGE_RECEIVED:
+        ev.u.message = (tl_message_received_t){ gen_str(g), gen_attachments(g), gen_opt(g), gen_opt(g) };
+        break;
+    case TL_EV_AGENT_REPLIED:
+        ev.u.reply.agent_id = gen_str(g);
+        ev.u.reply.conversation_id = gen_opt(g);
+        ev.u.reply.text = gen_str(g);
+        ev.u.reply.attachments = gen_attachments(g);
+        ev.u.reply.target_platform = (tl_platform_t)(gen_rnd(g) % TL_PLATFORM__COUNT);
+        break;
+    case TL_EV_TRANSCRIPT_SEGMENT:
+        ev.u.transcript.call_id = gen_str(g);
+        ev.u.transcript.start_ms = gen_long(g);
+        ev.u.transcript.end_ms = gen_long(g);
+        ev.u.transcript.speaker = (tl_speaker_t)(gen_rnd(g) % (TL_SPEAKER_UNKNOWN + 1));
+        ev.u.transcript.text = gen_str(g);
+        ev.u.transcript.confidence = gen_float(g);
+        ev.u.transcript.caller_number = gen_opt(g);
+        break;
+    case TL_EV_BEHAVIOR_TRACKED:
+        ev.u.behavior = (tl_behavior_tracked_t){ gen_str(g), gen_str(g), gen_opt(g) };
+        break;
+    case TL_EV_FIELD_ASSERTED:
+        ev.u.field = (tl_field_asserted_t){ gen_str(g), gen_str(g) };
+        break;
+    case TL_EV_IDENTITY_LINKED:
+        ev.u.link.linked_customer_id = gen_str(g);
+        ev.u.link.platform = (tl_platform_t)(gen_rnd(g) % TL_PLATFORM__COUNT);
+        ev.u.link.platform_user_id = gen_str(g);
+        ev.u.link.evidence = (tl_evidence_t)(gen_rnd(g) % (TL_EVIDENCE_OTHER + 1));
+        ev.u.link.evidence_value = gen_opt(g);
+        break;
+    case TL_EV_IDENTITY_UNLINKED:
+        ev.u.unlink.linked_customer_id = gen_str(g);
+        ev.u.unlink.platform = (tl_platform_t)(gen_rnd(g) % TL_PLATFORM__COUNT);
+        ev.u.unlink.platform_user_id = gen_str(g);
+        ev.u.unlink.reason = gen_str(g);
+        break;
+    case TL_EV_CONVERSATION_ASSIGNED:
+        ev.u.assign = (tl_conversation_assigned_t){ gen_str(g), gen_opt(g), gen_opt(g) };
+        break;
+    case TL_EV_CONVERSATION_TAGGED:
+        ev.u.tag.conversation_id = gen_str(g);
+        ev.u.tag.added = gen_strs(g, g->added);
+        ev.u.tag.removed = gen_strs(g, g->removed);
+        break;
+    case TL_EV_CONVERSATION_CLOSED:
+        ev.u.close = (tl_conversation_closed_t){ gen_str(g), gen_str(g), gen_opt(g) };
+        break;
+    default:
+        ev.u.resolve = (tl_conflict_resolved_t){ gen_str(g), gen_str(g), gen_str(g), gen_str(g) };
+    }
+    return ev;
+}
+
+/* a and b the same, float bits included (event_eq compares with ==, which
+ * NaN never passes), and every decoded string NUL-terminated as the
+ * walker's are. */
+static void event_same(const tl_event_t *a, const tl_event_t *b) {
+    tl_event_t x = *a, y = *b;
+    if (a->kind == TL_EV_TRANSCRIPT_SEGMENT) {
+        ck_assert(memcmp(&x.u.transcript.confidence, &y.u.transcript.confidence, sizeof(float)) == 0);
+        x.u.transcript.confidence = y.u.transcript.confidence = 0;
+    }
+    event_eq(&x, &y);
+    const tl_str_t *env[] = { &b->event_id, &b->tenant_id, &b->customer_id, &b->platform_user_id,
+                              &b->idempotency_key, &b->trace_id };
+    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++)
+        ck_assert(env[i]->ptr != NULL && env[i]->ptr[env[i]->len] == 0);
+}
+
+/* Decodes data[0..len) with the direct decoder (on direct) and the general
+ * path (on general) and asserts the same outcome: the same error and
+ * message, or the same event.  Returns the error. */
+static int decode_both(tl_codec_t *direct, tl_codec_t *general, const void *data, size_t len,
+                       tl_event_t *out) {
+    /* An exact-size copy, so that ASan sees any read past the end. */
+    char *exact = malloc(len ? len : 1);
+    memcpy(exact, data, len);
+    tl_event_t d, g;
+    memset(&d, 0xa5, sizeof d);
+    memset(&g, 0xa5, sizeof g);
+    int rd = tl_codec_decode_event(direct, exact, len, &d);
+    int rg = tl_codec_decode_event_general(general, exact, len, &g);
+    ck_assert_msg(rd == rg, "direct %s (%s), general %s (%s)", tl_err_name(rd),
+                  tl_codec_errmsg(direct), tl_err_name(rg), tl_codec_errmsg(general));
+    ck_assert_str_eq(tl_codec_errmsg(direct), tl_codec_errmsg(general));
+    if (rd == TL_OK) {
+        event_same(&d, &g);
+        if (out) *out = d;
+    } else {
+        ck_assert_msg(is_decode_error(rd), "%s", tl_err_name(rd));
+        /* On failure *ev is unchanged. */
+        unsigned char untouched[sizeof d];
+        memset(untouched, 0xa5, sizeof untouched);
+        ck_assert(memcmp(&d, untouched, sizeof d) == 0);
+    }
+    free(exact);
+    return rd;
+}
+
+START_TEST(codec_direct_decoder_matches_general_path) {
+    tl_codec_t *enc = event_codec(), *direct = event_codec(), *general = event_codec(),
+               *mixed = event_codec();
+    gen_t g = { .seed = 0x2545f4914f6cdd1dULL, .cap = 1 << 20 };
+    g.pool = malloc(g.cap);
+    tl_buf_t out, in;
+    tl_buf_init(&out);
+    tl_buf_init(&in);
+    size_t kinds[TL_EV__COUNT] = { 0 };
+    for (int i = 0; i < 2200; i++) {
+        tl_event_t ev = gen_event(&g, (tl_event_kind_t)(i % TL_EV__COUNT)), got, m;
+        tl_buf_reset(&out);
+        ck_assert_int_eq(tl_codec_encode_event(enc, &ev, &out), TL_OK);
+        ck_assert_int_eq(decode_both(direct, general, out.data, out.len, &got), TL_OK);
+        event_same(&ev, &got);
+        kinds[got.kind]++;
+        /* One codec taking both paths by turns shares its arena and
+         * arrays between them. */
+        int rc = i % 2 ? tl_codec_decode_event(mixed, out.data, out.len, &m)
+                       : tl_codec_decode_event_general(mixed, out.data, out.len, &m);
+        ck_assert_int_eq(rc, TL_OK);
+        event_same(&ev, &m);
+
+        /* Every prefix of short records, a sample of long ones'. */
+        size_t step = out.len < 400 ? 1 : out.len / 97;
+        for (size_t n = 0; n < out.len; n += step)
+            ck_assert_int_ne(decode_both(direct, general, out.data, n, NULL), TL_OK);
+        /* Damage: bytes overwritten, bits flipped, bytes inserted or
+         * dropped (some of these still decode: then the events agree). */
+        for (int k = 0; k < 12; k++) {
+            tl_buf_reset(&in);
+            ck_assert_int_eq(tl_buf_append(&in, out.data, out.len), TL_OK);
+            for (int e = 0, edits = 1 + (int)(gen_rnd(&g) % 3); e < edits; e++) {
+                size_t at = TL_CODEC_HEADER_SIZE + gen_rnd(&g) % (in.len - TL_CODEC_HEADER_SIZE);
+                switch (gen_rnd(&g) % 4) {
+                case 0: in.data[at] = (char)gen_rnd(&g); break;
+                case 1: in.data[at] ^= (char)(1u << (gen_rnd(&g) % 8)); break;
+                case 2:
+                    if (in.len > TL_CODEC_HEADER_SIZE + 1) {
+                        memmove(in.data + at, in.data + at + 1, in.len - at - 1);
+                        in.len--;
+                    }
+                    break;
+                default:
+                    ck_assert_int_eq(tl_buf_reserve(&in, 1), TL_OK);
+                    memmove(in.data + at + 1, in.data + at, in.len - at);
+                    in.data[at] = (char)gen_rnd(&g);
+                    in.len++;
+                }
+            }
+            decode_both(direct, general, in.data, in.len, NULL);
+        }
+    }
+    for (int k = 0; k < TL_EV__COUNT; k++) ck_assert_uint_gt(kinds[k], 0);
+    tl_buf_close(&out);
+    tl_buf_close(&in);
+    free(g.pool);
+    tl_codec_free(enc);
+    tl_codec_free(direct);
+    tl_codec_free(general);
+    tl_codec_free(mixed);
+}
+END_TEST
+
+START_TEST(codec_direct_decoder_refuses_hostile_datums_as_general_path_does) {
+    tl_codec_t *direct = event_codec(), *general = event_codec();
+    /* The envelope with every string empty, platform WEB, times 0. */
+#define ENV "\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t n;
+        int err;
+    } cases[] = {
+#define CASE(what, lit, err) { what, lit, sizeof(lit) - 1, err }
+        CASE("empty FieldAsserted", ENV "\x08\x00\x00", TL_OK),
+        CASE("payload branch 11", ENV "\x16", TL_ECORRUPT),
+        CASE("negative payload branch", ENV "\x01", TL_ECORRUPT),
+        CASE("platform 9", "\x00\x00\x00\x12", TL_ECORRUPT),
+        CASE("negative string length", "\x01", TL_ECORRUPT),
+        CASE("string past the end", "\x02", TL_ETRUNCATED),
+        CASE("huge string length", "\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01", TL_ETRUNCATED),
+        CASE("varint over 64 bits", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", TL_ECORRUPT),
+        CASE("varint of 11 bytes", "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", TL_ECORRUPT),
+        CASE("attachments that cannot fit", ENV "\x00\x00\x0a\x00\x00\x00\x00\x00\x00\x00", TL_ETRUNCATED),
+        CASE("attachment count INT64_MIN", ENV "\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+             TL_ECORRUPT),
+        CASE("negative block size", ENV "\x00\x00\x01\x01", TL_ECORRUPT),
+        CASE("attachments in a sized block", ENV "\x00\x00\x01\x0a\x00\x00\x00\x02\x02\x00\x00\x00\x00",
+             TL_OK),
+        CASE("attachment width branch 2", ENV "\x00\x00\x02\x00\x00\x00\x04\x00\x00\x00\x00", TL_ECORRUPT),
+        CASE("attachment width over INT32_MAX",
+             ENV "\x00\x00\x02\x00\x00\x00\x02\x80\x80\x80\x80\x10\x00\x00\x00\x00", TL_ECORRUPT),
+        CASE("entry_point branch 2", ENV "\x00\x00\x00\x04\x00", TL_ECORRUPT),
+        CASE("target_platform 9", ENV "\x02\x00\x00\x00\x00\x12", TL_ECORRUPT),
+        CASE("speaker 3", ENV "\x04\x00\x00\x00\x06", TL_ECORRUPT),
+        CASE("confidence cut short", ENV "\x04\x00\x00\x00\x02\x00\x00\x00", TL_ETRUNCATED),
+        CASE("evidence -1", ENV "\x0a\x00\x00\x00\x01", TL_ECORRUPT),
+        CASE("tags that cannot fit", ENV "\x10\x00\x08\x00\x00", TL_ETRUNCATED),
+        CASE("tag string past the end", ENV "\x10\x00\x02\x04\x00", TL_ETRUNCATED),
+        CASE("tags in two blocks", ENV "\x10\x00\x02\x00\x02\x02x\x00\x00", TL_OK),
+        CASE("trailing byte", ENV "\x08\x00\x00\x00", TL_ECORRUPT),
+#undef CASE
+    };
+#undef ENV
+    tl_buf_t in;
+    tl_buf_init(&in);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        frame(direct, cases[i].bytes, cases[i].n, &in);
+        int rc = decode_both(direct, general, in.data, in.len, NULL);
+        ck_assert_msg(rc == cases[i].err, "%s: %s, want %s (%s)", cases[i].what, tl_err_name(rc),
+                      tl_err_name(cases[i].err), tl_codec_errmsg(direct));
+    }
+    /* The framing: short, bad marker, unknown fingerprint. */
+    ck_assert_int_eq(decode_both(direct, general, "", 0, NULL), TL_ETRUNCATED);
+    ck_assert_int_eq(decode_both(direct, general, "\xc3\x01\x00", 3, NULL), TL_ETRUNCATED);
+    ck_assert_int_eq(decode_both(direct, general, "\xc3\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00", 11, NULL),
+                     TL_EBADMAGIC);
+    ck_assert_int_eq(decode_both(direct, general, "\xc3\x01\x01\x02\x03\x04\x05\x06\x07\x08\x00", 11, NULL),
+                     TL_EUNKNOWNSCHEMA);
+    tl_buf_close(&in);
+    tl_codec_free(direct);
+    tl_codec_free(general);
+}
+END_TEST
+
 Suite *tl_codec_suite(void) {
     Suite *s = suite_create("codec");
     TCase *tc = tcase_create("codec");
@@ -1505,6 +1841,8 @@ Suite *tl_codec_suite(void) {
     tcase_add_test(tc, codec_rejects_hostile_lengths_counts_and_indexes);
     tcase_add_test(tc, codec_deep_recursion_is_too_big_not_a_stack_overflow);
     tcase_add_test(tc, codec_new_rejects_bad_schemas);
+    tcase_add_test(tc, codec_direct_decoder_matches_general_path);
+    tcase_add_test(tc, codec_direct_decoder_refuses_hostile_datums_as_general_path_does);
     suite_add_tcase(s, tc);
     return s;
 }
