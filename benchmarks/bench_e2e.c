@@ -359,7 +359,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     char *serve[] = {exe, "serve", "--http", http, "--kafka-brokers", (char *)brokers, "--pg-dsn", dbdsn,
-                     "--prefix", prefix, "--partitions", "12", NULL};
+                     "--prefix", prefix, "--partitions", "12", "--auth", "off", NULL};
     pid_t pid = spawn(serve, log);
     int rc = 1;
     PGconn *pg = NULL;

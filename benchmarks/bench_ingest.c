@@ -772,7 +772,7 @@ int main(int argc, char **argv) {
     }
     char *sargv[] = {exe, "serve", "--http", http_addr, "--kafka-brokers", (char *)brokers,
                      "--pg-dsn", db_dsn, "--prefix", prefix, "--project", "0", "--fold", "0",
-                     "--identity", "0",
+                     "--identity", "0", "--auth", "off",
                      "--douyin-secret", DOUYIN_SECRET, NULL};
     fprintf(stderr, "bench_ingest: threadline serve on %s, prefix %s, log %s\n", http_addr, prefix, log);
     if (port < 0 || (serve = spawn(sargv, log)) < 0 || wait_ready(serve, port, "threadline serve"))

@@ -339,6 +339,20 @@ void tl_auth_require_connector(tl_auth_t *a, uv_loop_t *loop, h2o_req_t *req,
         return;
     }
     const h2o_iovec_t *h = tl_http_header(req, "authorization");
+    /* A key the cache holds is checked here on the loop (one SHA-256 and a
+     * table slot); only a miss, which needs PostgreSQL, goes to the pool.
+     * Without a connection tl_auth_verify answers a miss with 503. */
+    {
+        tl_auth_key_t key;
+        tl_problem_t pb;
+        int st = tl_auth_verify(a, NULL, h ? h->base : NULL, h ? h->len : 0, NULL, &key, &pb);
+        if (st != 503) {
+            if (!st && !tl_auth_allow(&key, TL_OP_INGEST, platform, &pb)) st = pb.status;
+            if (st) tl_http_problem(req, &pb);
+            else cb(ud, req, &key);
+            return;
+        }
+    }
     connector_job_t *j = calloc(1, sizeof *j);
     if (j && h && !(j->header = malloc(h->len + 1))) {
         free(j);

@@ -92,8 +92,9 @@ typedef struct tl_test_serve {
 } tl_test_serve_t;
 
 /* Prepares s for `exe serve --http 127.0.0.1:<port> --kafka-brokers brokers
- * --pg-dsn dsn --prefix prefix --partitions partitions` followed by the
- * NULL-terminated extra arguments (may be NULL).  Picks a free port, names
+ * --pg-dsn dsn --prefix prefix --partitions partitions --auth off` followed
+ * by the NULL-terminated extra arguments (may be NULL; `--auth required`
+ * there turns keys on).  Picks a free port, names
  * the log /tmp/tl-it-<prefix>.log and truncates it.  Starts nothing.
  * Returns 0, or -1 with a message in err (s is then as after
  * tl_test_serve_close). */
