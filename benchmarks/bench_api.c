@@ -50,6 +50,7 @@
 #include "harness.h"
 #include "kafka.h"
 #include "pg.h"
+#include "workload.h"
 
 #define ITEMS 200
 #define READY_S 60.0
@@ -57,14 +58,8 @@
 #define CONV "00000000-0000-4000-8000-00000000be01"
 #define CUST "00000000-0000-4000-8000-00000000be02"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_until(double t) {
-    double d = t - now_s();
+    double d = t - tl_workload_now();
     if (d <= 0) return;
     struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
     nanosleep(&ts, NULL);
@@ -137,7 +132,7 @@ static void *run_worker(void *arg) {
         int status = -1;
         if (send(fd, w->request, w->request_len, MSG_NOSIGNAL) == (ssize_t)w->request_len)
             status = read_answer(fd, buf, sizeof buf, &blen);
-        double done = now_s();
+        double done = tl_workload_now();
         if (status != 200) {
             char what[64];
             snprintf(what, sizeof what, status < 0 ? "transport error" : "status %d", status);
@@ -259,7 +254,7 @@ int main(int argc, char **argv) {
                         "GET /v1/conversations/" CONV "/timeline HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         "Authorization: Bearer %s\r\n\r\n", token);
     /* Warm-up: connections and the pool threads' PostgreSQL sessions. */
-    double t0 = now_s() + 0.1;
+    double t0 = tl_workload_now() + 0.1;
     for (int i = 0; i < conns; i++)
         ws[i] = (worker_t){.port = port, .request = request, .request_len = (size_t)rlen,
                            .start = t0 + (double)i / rate, .interval = (double)conns / rate, .end = t0 + 1.0};
@@ -267,14 +262,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < conns; i++) pthread_join(ws[i].thread, NULL);
     for (int i = 0; i < conns; i++) free(ws[i].lat);
 
-    t0 = now_s() + 0.1;
+    t0 = tl_workload_now() + 0.1;
     for (int i = 0; i < conns; i++)
         ws[i] = (worker_t){.port = port, .request = request, .request_len = (size_t)rlen,
                            .start = t0 + (double)i / rate, .interval = (double)conns / rate,
                            .end = t0 + seconds};
     for (int i = 0; i < conns; i++) pthread_create(&ws[i].thread, NULL, run_worker, &ws[i]);
     for (int i = 0; i < conns; i++) pthread_join(ws[i].thread, NULL);
-    double elapsed = now_s() - t0;
+    double elapsed = tl_workload_now() - t0;
 
     long n = 0, errors = 0, body = 0;
     for (int i = 0; i < conns; i++) n += ws[i].n, errors += ws[i].errors, body = ws[i].body_bytes ? ws[i].body_bytes : body;

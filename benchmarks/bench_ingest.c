@@ -106,12 +106,6 @@ static char run_tag[32];        /* makes message ids unique across runs */
 static long seq;                /* makes them unique within the run */
 static tl_workload_t workload;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int64_t wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -337,7 +331,7 @@ static int start_request(int ep, phase_t *ph, conn_t *c) {
     c->resplen = 0;
     c->busy = 1;
     ph->issued++;
-    c->t0 = now_s();
+    c->t0 = tl_workload_now();
     if (flush_req(c) != 0) return -1;
     if (c->sent < c->reqlen) update_events(ep, c);
     return 0;
@@ -433,7 +427,7 @@ static int run_phase(phase_t *ph) {
             goto out;
         }
     }
-    double t0 = now_s(), last = t0, stop_at = t0 + PHASE_S, give_up = stop_at + DRAIN_S;
+    double t0 = tl_workload_now(), last = t0, stop_at = t0 + PHASE_S, give_up = stop_at + DRAIN_S;
     int busy = 0;
     for (int i = 0; i < ph->conns && ph->issued < ph->requests; i++) {
         if (start_request(ep, ph, &cs[i]) != 0) {
@@ -445,7 +439,7 @@ static int run_phase(phase_t *ph) {
     }
     struct epoll_event evs[256];
     while (busy > 0) {
-        double t = now_s();
+        double t = tl_workload_now();
         if (t > give_up) break;
         int n = epoll_wait(ep, evs, 256, 100);
         if (n < 0 && errno != EINTR) break;
@@ -487,7 +481,7 @@ static int run_phase(phase_t *ph) {
             } else if (status != c->want) {
                 note_error(ph, status, body, blen);
             } else {
-                double now = now_s();
+                double now = tl_workload_now();
                 if (!ph->any_2xx && memmem(body, blen, "\"duplicate\":false", 17) == NULL) {
                     ph->duplicates++;
                     note_error(ph, status, body, blen);
@@ -508,7 +502,7 @@ static int run_phase(phase_t *ph) {
                 ph->reconnects++;
                 if (open_conn(ep, c, ph->port) != 0) continue;
             }
-            if (ph->issued < ph->requests && now_s() < stop_at) {
+            if (ph->issued < ph->requests && tl_workload_now() < stop_at) {
                 if (start_request(ep, ph, c) == 0) busy++;
                 else note_error(ph, 0, "send failed", 11), c->busy = 0;
             }
