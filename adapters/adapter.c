@@ -65,6 +65,32 @@ int tl_adapter_opt_str(json_t *obj, const char *name, size_t max, tl_str_t *s, t
     return str_field(obj, name, max, s, pb, 0);
 }
 
+int tl_adapter_key_part(tl_str_t s, const char *name, tl_problem_t *pb) {
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c < 0x20 || c == 0x7f || c == ':')
+            return tl_problem_set(pb, 422, "invalid-field", "Invalid field", name,
+                                  "\"%s\" may not hold control characters or ':'", name);
+    }
+    return 0;
+}
+
+int tl_adapter_req_key(json_t *obj, const char *name, size_t max, tl_str_t *s, tl_problem_t *pb) {
+    int rc = tl_adapter_req_str(obj, name, max, s, pb);
+    return rc ? rc : tl_adapter_key_part(*s, name, pb);
+}
+
+int tl_adapter_opt_key(json_t *obj, const char *name, size_t max, const char *absent_means,
+                       tl_str_t *s, tl_problem_t *pb) {
+    int rc = tl_adapter_opt_str(obj, name, max, s, pb);
+    if (rc || !s->ptr) return rc;
+    if (s->len == 0)
+        return tl_problem_set(pb, 422, "invalid-field", "Invalid field", name,
+                              "\"%s\" must not be empty (leave it out when %s)", name,
+                              absent_means);
+    return tl_adapter_key_part(*s, name, pb);
+}
+
 int tl_adapter_req_int(json_t *obj, const char *name, int64_t min, int64_t max, int64_t *out,
                        tl_problem_t *pb) {
     json_t *v = json_object_get(obj, name);
@@ -156,6 +182,21 @@ int tl_adapter_attachments(json_t *obj, const char *name, tl_adapter_out_t *out,
         }
         atts->n++;
     }
+    return 0;
+}
+
+int tl_adapter_message(json_t *obj, size_t text_max, size_t entry_max, size_t device_max,
+                       tl_adapter_out_t *out, tl_message_received_t *m, tl_problem_t *pb) {
+    int rc;
+    if ((rc = tl_adapter_opt_str(obj, "text", text_max, &m->text, pb)) ||
+        (rc = tl_adapter_attachments(obj, "attachments", out, &m->attachments, pb)) ||
+        (rc = tl_adapter_opt_str(obj, "entry_point", entry_max, &m->entry_point, pb)) ||
+        (device_max && (rc = tl_adapter_opt_str(obj, "device_id", device_max, &m->device_id, pb))))
+        return rc;
+    if (!m->text.ptr) m->text = TL_STR("");
+    if (m->text.len == 0 && m->attachments.n == 0)
+        return tl_problem_set(pb, 422, "missing-field", "Missing field", "text",
+                              "a message needs \"text\" or at least one attachment");
     return 0;
 }
 

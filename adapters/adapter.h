@@ -55,6 +55,21 @@ int tl_adapter_req_str(json_t *obj, const char *name, size_t max, tl_str_t *s, t
 /* Like tl_adapter_req_str, but absent or null leaves *s = TL_STR_NULL. */
 int tl_adapter_opt_str(json_t *obj, const char *name, size_t max, tl_str_t *s, tl_problem_t *pb);
 
+/* Reads obj[name] as a required string of 1..max bytes that goes into an
+ * idempotency key or an identity ("<platform>:<id>"), so it may hold no
+ * control characters and no ':'.  On error fills pb with 422 naming `name`
+ * and returns 422; *s is then unspecified. */
+int tl_adapter_req_key(json_t *obj, const char *name, size_t max, tl_str_t *s, tl_problem_t *pb);
+
+/* Like tl_adapter_req_key, but absent or null leaves *s = TL_STR_NULL; a
+ * present value must not be empty (422: "leave it out when <absent_means>"). */
+int tl_adapter_opt_key(json_t *obj, const char *name, size_t max, const char *absent_means,
+                       tl_str_t *s, tl_problem_t *pb);
+
+/* Checks that s (already read as `name`) holds no control characters and
+ * no ':', the rule of tl_adapter_req_key.  0, or 422 in pb naming `name`. */
+int tl_adapter_key_part(tl_str_t s, const char *name, tl_problem_t *pb);
+
 /* Reads obj[name] as an integer in [min, max] (required). */
 int tl_adapter_req_int(json_t *obj, const char *name, int64_t min, int64_t max, int64_t *v,
                        tl_problem_t *pb);
@@ -65,6 +80,15 @@ int tl_adapter_req_time(json_t *obj, const char *name, int64_t now_ms, int64_t *
 /* Reads obj[name] (optional array) of attachments into out->attachments. */
 int tl_adapter_attachments(json_t *obj, const char *name, tl_adapter_out_t *out,
                            tl_attachments_t *atts, tl_problem_t *pb);
+
+/* Reads the content of a customer message from obj into m: "text"
+ * (optional, at most text_max bytes; absent becomes ""), "attachments",
+ * "entry_point" (at most entry_max bytes) and, when device_max > 0,
+ * "device_id" (at most device_max bytes); a message needs text or at least
+ * one attachment (422 naming "text").  Strings point into obj.  On error
+ * fills pb naming the field and returns its status. */
+int tl_adapter_message(json_t *obj, size_t text_max, size_t entry_max, size_t device_max,
+                       tl_adapter_out_t *out, tl_message_received_t *m, tl_problem_t *pb);
 
 /* The deterministic customer id of an identity not yet linked to anyone:
  * UUIDv5(tenant, platform, platform_user_id), so a retry never mints a

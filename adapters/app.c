@@ -13,16 +13,6 @@
 
 /* Ids that become part of a key "app:<id>" may not hold ':' (a message id
  * "event:7" would collide with click 7) nor control characters. */
-static int key_part(tl_str_t s, const char *name, tl_problem_t *pb) {
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (c < 0x20 || c == 0x7f || c == ':')
-            return tl_problem_set(pb, 422, "invalid-field", "Invalid field", name,
-                                  "\"%s\" may not hold control characters or ':'", name);
-    }
-    return 0;
-}
-
 /* Makes pb->field name the element: "page" -> "events[2].page". */
 static int nested(tl_problem_t *pb, const char *path, int rc) {
     char inner[sizeof pb->field];
@@ -63,17 +53,10 @@ static int read_message(const tl_adapter_ctx_t *ctx, json_t *m, tl_app_out_t *ou
     if (!json_is_object(m))
         return tl_problem_set(pb, 422, "invalid-field", "Invalid field", "message",
                               "\"message\" must be an object");
-    if ((rc = tl_adapter_req_str(m, "message_id", TL_APP_ID_MAX, &msgid, pb)) ||
-        (rc = key_part(msgid, "message_id", pb)) ||
+    if ((rc = tl_adapter_req_key(m, "message_id", TL_APP_ID_MAX, &msgid, pb)) ||
         (rc = tl_adapter_req_time(m, "sent_at", ctx->now_ms, &sent_at, pb)) ||
-        (rc = tl_adapter_opt_str(m, "text", TL_APP_TEXT_MAX, &msg->text, pb)) ||
-        (rc = tl_adapter_attachments(m, "attachments", &out->base, &msg->attachments, pb)) ||
-        (rc = tl_adapter_opt_str(m, "entry_point", 256, &msg->entry_point, pb)))
+        (rc = tl_adapter_message(m, TL_APP_TEXT_MAX, 256, 0, &out->base, msg, pb)))
         return nested(pb, "message", rc);
-    if (!msg->text.ptr) msg->text = TL_STR("");
-    if (msg->text.len == 0 && msg->attachments.n == 0)
-        return tl_problem_set(pb, 422, "missing-field", "Missing field", "message.text",
-                              "a message needs \"text\" or at least one attachment");
     msg->device_id = out->device_id;
     ev->kind = TL_EV_MESSAGE_RECEIVED;
     envelope(ctx, out, 1, 0, "app:%.*s", msgid, sent_at);
@@ -106,8 +89,7 @@ static int read_events(const tl_adapter_ctx_t *ctx, json_t *arr, tl_app_out_t *o
         if (!json_is_object(e))
             return tl_problem_set(pb, 422, "invalid-field", "Invalid field", path,
                                   "\"%s\" must be an object", path);
-        if ((rc = tl_adapter_req_str(e, "id", TL_APP_ID_MAX, &id, pb)) ||
-            (rc = key_part(id, "id", pb)) ||
+        if ((rc = tl_adapter_req_key(e, "id", TL_APP_ID_MAX, &id, pb)) ||
             (rc = tl_adapter_req_str(e, "page", 512, &b->page, pb)) ||
             (rc = tl_adapter_req_str(e, "action", 256, &b->action, pb)) ||
             (rc = tl_adapter_req_time(e, "ts", ctx->now_ms, &ts, pb)))
@@ -140,14 +122,10 @@ int tl_app_parse(const tl_adapter_ctx_t *ctx, const char *body, size_t len, tl_a
     if ((rc = tl_adapter_parse_json(body, len, &out->base, pb))) return rc;
     json_t *o = out->base.root;
     if ((rc = tl_adapter_req_str(o, "tenant_id", 64, &out->tenant, pb)) ||
-        (rc = tl_adapter_req_str(o, "device_id", TL_APP_ID_MAX, &out->device_id, pb)) ||
-        (rc = key_part(out->device_id, "device_id", pb)) ||
-        (rc = tl_adapter_opt_str(o, "account_id", TL_APP_ID_MAX, &out->account_id, pb)))
+        (rc = tl_adapter_req_key(o, "device_id", TL_APP_ID_MAX, &out->device_id, pb)) ||
+        (rc = tl_adapter_opt_key(o, "account_id", TL_APP_ID_MAX, "logged out", &out->account_id,
+                                 pb)))
         return rc;
-    if (out->account_id.ptr && out->account_id.len == 0)
-        return tl_problem_set(pb, 422, "invalid-field", "Invalid field", "account_id",
-                              "\"account_id\" must not be empty (leave it out when logged out)");
-    if (out->account_id.ptr && (rc = key_part(out->account_id, "account_id", pb))) return rc;
     json_t *m = json_object_get(o, "message"), *evs = json_object_get(o, "events");
     if (json_is_null(m)) m = NULL;
     if (json_is_null(evs)) evs = NULL;

@@ -14,16 +14,6 @@
 #include "uuid.h"
 
 /* No control characters, and no ':' where the id becomes part of a key. */
-static int key_part(tl_str_t s, const char *name, tl_problem_t *pb) {
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (c < 0x20 || c == 0x7f || c == ':')
-            return tl_problem_set(pb, 422, "invalid-field", "Invalid field", name,
-                                  "\"%s\" may not hold control characters or ':'", name);
-    }
-    return 0;
-}
-
 int tl_mini_program_parse(const tl_adapter_ctx_t *ctx, const char *body, size_t len,
                           tl_mini_program_out_t *out, tl_problem_t *pb) {
     int rc;
@@ -36,26 +26,13 @@ int tl_mini_program_parse(const tl_adapter_ctx_t *ctx, const char *body, size_t 
     if ((rc = tl_adapter_parse_json(body, len, &out->base, pb))) return rc;
     json_t *o = out->base.root;
     if ((rc = tl_adapter_req_str(o, "tenant_id", 64, &out->tenant, pb)) ||
-        (rc = tl_adapter_req_str(o, "openid", TL_MINI_PROGRAM_ID_MAX, &out->openid, pb)) ||
-        (rc = key_part(out->openid, "openid", pb)) ||
-        (rc = tl_adapter_opt_str(o, "unionid", TL_MINI_PROGRAM_ID_MAX, &out->unionid, pb)))
-        return rc;
-    if (out->unionid.ptr && out->unionid.len == 0)
-        return tl_problem_set(pb, 422, "invalid-field", "Invalid field", "unionid",
-                              "\"unionid\" must not be empty (leave it out when unknown)");
-    if (out->unionid.ptr && (rc = key_part(out->unionid, "unionid", pb))) return rc;
-    if ((rc = tl_adapter_req_str(o, "message_id", TL_MINI_PROGRAM_ID_MAX, &msgid, pb)) ||
-        (rc = key_part(msgid, "message_id", pb)) ||
+        (rc = tl_adapter_req_key(o, "openid", TL_MINI_PROGRAM_ID_MAX, &out->openid, pb)) ||
+        (rc = tl_adapter_opt_key(o, "unionid", TL_MINI_PROGRAM_ID_MAX, "unknown", &out->unionid,
+                                 pb)) ||
+        (rc = tl_adapter_req_key(o, "message_id", TL_MINI_PROGRAM_ID_MAX, &msgid, pb)) ||
         (rc = tl_adapter_req_time(o, "sent_at", ctx->now_ms, &sent_at, pb)) ||
-        (rc = tl_adapter_opt_str(o, "text", TL_MINI_PROGRAM_TEXT_MAX, &m->text, pb)) ||
-        (rc = tl_adapter_attachments(o, "attachments", &out->base, &m->attachments, pb)) ||
-        (rc = tl_adapter_opt_str(o, "entry_point", 512, &m->entry_point, pb)) ||
-        (rc = tl_adapter_opt_str(o, "device_id", 128, &m->device_id, pb)))
+        (rc = tl_adapter_message(o, TL_MINI_PROGRAM_TEXT_MAX, 512, 128, &out->base, m, pb)))
         return rc;
-    if (!m->text.ptr) m->text = TL_STR("");
-    if (m->text.len == 0 && m->attachments.n == 0)
-        return tl_problem_set(pb, 422, "missing-field", "Missing field", "text",
-                              "a message needs \"text\" or at least one attachment");
     ev->kind = TL_EV_MESSAGE_RECEIVED;
     tl_adapter_envelope(ctx, &out->base, ev, out->tenant, TL_PLATFORM_MINI_PROGRAM, out->openid,
                         msgid, sent_at);

@@ -47,8 +47,10 @@
 #include "auth.h"
 #include "config.h"
 #include "error.h"
+#include "harness.h"
 #include "kafka.h"
 #include "pg.h"
+#include "workload.h"
 
 #define ITEMS 200
 #define READY_S 60.0
@@ -56,14 +58,8 @@
 #define CONV "00000000-0000-4000-8000-00000000be01"
 #define CUST "00000000-0000-4000-8000-00000000be02"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_until(double t) {
-    double d = t - now_s();
+    double d = t - tl_workload_now();
     if (d <= 0) return;
     struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
     nanosleep(&ts, NULL);
@@ -81,18 +77,10 @@ typedef struct worker {
 } worker_t;
 
 static int connect_to(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = tl_harness_connect(port);
     if (fd < 0) return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct timeval tv = {(time_t)ANSWER_S, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
     return fd;
 }
 
@@ -144,7 +132,7 @@ static void *run_worker(void *arg) {
         int status = -1;
         if (send(fd, w->request, w->request_len, MSG_NOSIGNAL) == (ssize_t)w->request_len)
             status = read_answer(fd, buf, sizeof buf, &blen);
-        double done = now_s();
+        double done = tl_workload_now();
         if (status != 200) {
             char what[64];
             snprintf(what, sizeof what, status < 0 ? "transport error" : "status %d", status);
@@ -176,63 +164,6 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* ------------------------------------------------------------ setup */
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-static pid_t spawn(char *const argv[], const char *log) {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-    }
-    execv(argv[0], argv);
-    _exit(127);
-}
-
-static void stop(pid_t pid) {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) return;
-        usleep(50 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
-static int wait_ready(pid_t pid, int port) {
-    double deadline = now_s() + READY_S;
-    char req[128], resp[4096];
-    int n = snprintf(req, sizeof req, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    while (now_s() < deadline) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) return -1;
-        int fd = connect_to(port);
-        if (fd >= 0) {
-            ssize_t got = 0;
-            if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) got = recv(fd, resp, sizeof resp - 1, 0);
-            close(fd);
-            if (got >= 12 && memcmp(resp, "HTTP/1.1 200", 12) == 0) return 0;
-        }
-        usleep(200 * 1000);
-    }
-    return -1;
-}
 
 static int exec_sql(PGconn *pg, const char *sql) {
     PGresult *r = PQexec(pg, sql);
@@ -269,34 +200,11 @@ static int seed(const char *dsn, char *token) {
     return rc ? -1 : 0;
 }
 
-static int beside_me(const char *rel, char *out, size_t n) {
-    char self[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (k <= 0) return -1;
-    self[k] = 0;
-    char *slash = strrchr(self, '/');
-    if (!slash) return -1;
-    *slash = 0;
-    int w = snprintf(out, n, "%s/%s", self, rel);
-    return w < 0 || (size_t)w >= n ? -1 : 0;
-}
-
-static int parse_arg(const char *s, const char *what, long max, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < 1 || v > max) {
-        fprintf(stderr, "bench_api: %s: want a number from 1 to %ld, got \"%s\"\n", what, max, s);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
 int main(int argc, char **argv) {
     int rate = 1000, seconds = 10, conns = 8;
-    if ((argc > 1 && parse_arg(argv[1], "RATE", 100000, &rate)) ||
-        (argc > 2 && parse_arg(argv[2], "SECONDS", 600, &seconds)) ||
-        (argc > 3 && parse_arg(argv[3], "CONNECTIONS", 256, &conns)) || argc > 4) {
+    if ((argc > 1 && tl_harness_parse_arg("bench_api", argv[1], "RATE", 100000, &rate)) ||
+        (argc > 2 && tl_harness_parse_arg("bench_api", argv[2], "SECONDS", 600, &seconds)) ||
+        (argc > 3 && tl_harness_parse_arg("bench_api", argv[3], "CONNECTIONS", 256, &conns)) || argc > 4) {
         fprintf(stderr, "usage: bench_api [RATE [SECONDS [CONNECTIONS]]]\n");
         return 2;
     }
@@ -307,9 +215,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     char exe[PATH_MAX];
-    const char *env_exe = getenv("TL_THREADLINE");
-    if (env_exe && *env_exe) snprintf(exe, sizeof exe, "%s", env_exe);
-    else if (beside_me("../tools/threadline", exe, sizeof exe)) return 1;
+    if (tl_harness_threadline(exe, sizeof exe)) return 1;
 
     pid_t me = getpid();
     char db[64], dsn[1024], prefix[64], log[128], addr[64], token[TL_AUTH_TOKEN_LEN + 1], sql[128];
@@ -330,7 +236,7 @@ int main(int argc, char **argv) {
     tl_config_init(&cfg);
     cfg.kafka_brokers = brokers;
     cfg.prefix = prefix;
-    int status = 1, port = free_port();
+    int status = 1, port = tl_harness_free_port();
     pid_t serve = -1;
     worker_t *ws = calloc((size_t)conns, sizeof *ws);
     if (!ws || tl_kafka_new(&cfg, &kafka) || seed(dsn, token)) goto out;
@@ -338,7 +244,8 @@ int main(int argc, char **argv) {
     char *sargv[] = {exe, "serve", "--http", addr, "--kafka-brokers", (char *)brokers, "--pg-dsn", dsn,
                      "--prefix", prefix, "--partitions", "1", "--fold", "0", "--project", "0", NULL};
     fprintf(stderr, "bench_api: threadline serve on %s, database %s, log %s\n", addr, db, log);
-    if (port < 0 || (serve = spawn(sargv, log)) < 0 || wait_ready(serve, port)) {
+    if (port < 0 || (serve = tl_harness_spawn(sargv, log)) < 0 ||
+        tl_harness_wait_ready(serve, port, READY_S)) {
         fprintf(stderr, "bench_api: threadline serve did not get ready\n");
         goto out;
     }
@@ -347,7 +254,7 @@ int main(int argc, char **argv) {
                         "GET /v1/conversations/" CONV "/timeline HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         "Authorization: Bearer %s\r\n\r\n", token);
     /* Warm-up: connections and the pool threads' PostgreSQL sessions. */
-    double t0 = now_s() + 0.1;
+    double t0 = tl_workload_now() + 0.1;
     for (int i = 0; i < conns; i++)
         ws[i] = (worker_t){.port = port, .request = request, .request_len = (size_t)rlen,
                            .start = t0 + (double)i / rate, .interval = (double)conns / rate, .end = t0 + 1.0};
@@ -355,14 +262,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < conns; i++) pthread_join(ws[i].thread, NULL);
     for (int i = 0; i < conns; i++) free(ws[i].lat);
 
-    t0 = now_s() + 0.1;
+    t0 = tl_workload_now() + 0.1;
     for (int i = 0; i < conns; i++)
         ws[i] = (worker_t){.port = port, .request = request, .request_len = (size_t)rlen,
                            .start = t0 + (double)i / rate, .interval = (double)conns / rate,
                            .end = t0 + seconds};
     for (int i = 0; i < conns; i++) pthread_create(&ws[i].thread, NULL, run_worker, &ws[i]);
     for (int i = 0; i < conns; i++) pthread_join(ws[i].thread, NULL);
-    double elapsed = now_s() - t0;
+    double elapsed = tl_workload_now() - t0;
 
     long n = 0, errors = 0, body = 0;
     for (int i = 0; i < conns; i++) n += ws[i].n, errors += ws[i].errors, body = ws[i].body_bytes ? ws[i].body_bytes : body;
@@ -384,7 +291,7 @@ int main(int argc, char **argv) {
     status = errors == 0 && n > 0 ? 0 : 1;
 
 out:
-    stop(serve);
+    tl_harness_stop(serve);
     if (ws)
         for (int i = 0; i < conns; i++) free(ws[i].lat);
     free(ws);

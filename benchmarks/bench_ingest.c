@@ -81,6 +81,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "harness.h"
 #include "kafka.h"
 #include "workload.h"
 
@@ -104,12 +105,6 @@ static const char *const platform_name[P__COUNT] = {"web", "api", "phone", "douy
 static char run_tag[32];        /* makes message ids unique across runs */
 static long seq;                /* makes them unique within the run */
 static tl_workload_t workload;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int64_t wall_ms(void) {
     struct timespec ts;
@@ -279,17 +274,8 @@ typedef struct phase {
 } phase_t;
 
 static int connect_to(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int fd = tl_harness_connect(port);
+    if (fd >= 0) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;
 }
 
@@ -345,7 +331,7 @@ static int start_request(int ep, phase_t *ph, conn_t *c) {
     c->resplen = 0;
     c->busy = 1;
     ph->issued++;
-    c->t0 = now_s();
+    c->t0 = tl_workload_now();
     if (flush_req(c) != 0) return -1;
     if (c->sent < c->reqlen) update_events(ep, c);
     return 0;
@@ -441,7 +427,7 @@ static int run_phase(phase_t *ph) {
             goto out;
         }
     }
-    double t0 = now_s(), last = t0, stop_at = t0 + PHASE_S, give_up = stop_at + DRAIN_S;
+    double t0 = tl_workload_now(), last = t0, stop_at = t0 + PHASE_S, give_up = stop_at + DRAIN_S;
     int busy = 0;
     for (int i = 0; i < ph->conns && ph->issued < ph->requests; i++) {
         if (start_request(ep, ph, &cs[i]) != 0) {
@@ -453,7 +439,7 @@ static int run_phase(phase_t *ph) {
     }
     struct epoll_event evs[256];
     while (busy > 0) {
-        double t = now_s();
+        double t = tl_workload_now();
         if (t > give_up) break;
         int n = epoll_wait(ep, evs, 256, 100);
         if (n < 0 && errno != EINTR) break;
@@ -495,7 +481,7 @@ static int run_phase(phase_t *ph) {
             } else if (status != c->want) {
                 note_error(ph, status, body, blen);
             } else {
-                double now = now_s();
+                double now = tl_workload_now();
                 if (!ph->any_2xx && memmem(body, blen, "\"duplicate\":false", 17) == NULL) {
                     ph->duplicates++;
                     note_error(ph, status, body, blen);
@@ -516,7 +502,7 @@ static int run_phase(phase_t *ph) {
                 ph->reconnects++;
                 if (open_conn(ep, c, ph->port) != 0) continue;
             }
-            if (ph->issued < ph->requests && now_s() < stop_at) {
+            if (ph->issued < ph->requests && tl_workload_now() < stop_at) {
                 if (start_request(ep, ph, c) == 0) busy++;
                 else note_error(ph, 0, "send failed", 11), c->busy = 0;
             }
@@ -559,71 +545,12 @@ static void report_errors(const phase_t *ph) {
 
 /* ------------------------------------------------------------ the servers */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-/* Forks argv with stdout and stderr appended to log; the child dies with us. */
-static pid_t spawn(char *const argv[], const char *log) {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-    }
-    execv(argv[0], argv);
-    fprintf(stderr, "bench_ingest: cannot run %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
-static void stop(pid_t pid) {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) return;
-        usleep(50 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
 /* GET /readyz until 200, up to READY_S; fails early if pid exits. */
 static int wait_ready(pid_t pid, int port, const char *what) {
-    double deadline = now_s() + READY_S;
-    char req[128], resp[4096];
-    int n = snprintf(req, sizeof req, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port);
-    while (now_s() < deadline) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            fprintf(stderr, "bench_ingest: %s exited before it was ready\n", what);
-            return -1;
-        }
-        int fd = connect_to(port);
-        if (fd >= 0) {
-            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-            struct timeval tv = {2, 0};
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            ssize_t got = 0;
-            if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) got = recv(fd, resp, sizeof resp - 1, 0);
-            close(fd);
-            if (got >= 12 && memcmp(resp, "HTTP/1.1 200", 12) == 0) return 0;
-        }
-        usleep(200 * 1000);
-    }
-    fprintf(stderr, "bench_ingest: %s not ready after %.0f s\n", what, READY_S);
-    return -1;
+    int rc = tl_harness_wait_ready(pid, port, READY_S);
+    if (rc == -1) fprintf(stderr, "bench_ingest: %s exited before it was ready\n", what);
+    else if (rc) fprintf(stderr, "bench_ingest: %s not ready after %.0f s\n", what, READY_S);
+    return rc ? -1 : 0;
 }
 
 /* ------------------------------------------------------------- PostgreSQL */
@@ -642,14 +569,6 @@ static int pg_admin(const char *dsn, const char *sql) {
     if (!ok) fprintf(stderr, "bench_ingest: %s: %s", sql, PQerrorMessage(pg));
     PQfinish(pg);
     return ok ? 0 : -1;
-}
-
-/* Runs argv to completion with its output in log; its exit status, or -1. */
-static int run_wait(char *const argv[], const char *log) {
-    pid_t pid = spawn(argv, log);
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) != pid) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* ------------------------------------------------------------------ Kafka */
@@ -676,34 +595,10 @@ static int64_t events_in_log(tl_kafka_t *kafka) {
 
 /* ------------------------------------------------------------------- main */
 
-static int parse_arg(const char *s, const char *what, long max, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < 1 || v > max) {
-        fprintf(stderr, "bench_ingest: %s: want a number from 1 to %ld, got \"%s\"\n", what, max, s);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-/* dir of /proc/self/exe + "/" + rel into out. */
-static int beside_me(const char *rel, char *out, size_t n) {
-    char self[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (k <= 0) return -1;
-    self[k] = 0;
-    char *slash = strrchr(self, '/');
-    if (!slash) return -1;
-    *slash = 0;
-    int w = snprintf(out, n, "%s/%s", self, rel);
-    return w < 0 || (size_t)w >= n ? -1 : 0;
-}
-
 int main(int argc, char **argv) {
     int requests = DEF_REQUESTS, conns = DEF_CONNS;
-    if ((argc > 1 && parse_arg(argv[1], "REQUESTS", MAX_REQUESTS, &requests)) ||
-        (argc > 2 && parse_arg(argv[2], "CONNECTIONS", MAX_CONNS, &conns)) || argc > 3) {
+    if ((argc > 1 && tl_harness_parse_arg("bench_ingest", argv[1], "REQUESTS", MAX_REQUESTS, &requests)) ||
+        (argc > 2 && tl_harness_parse_arg("bench_ingest", argv[2], "CONNECTIONS", MAX_CONNS, &conns)) || argc > 3) {
         fprintf(stderr, "usage: bench_ingest [REQUESTS [CONNECTIONS]]\n");
         return 2;
     }
@@ -718,10 +613,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     char exe[PATH_MAX], hello[PATH_MAX];
-    const char *env_exe = getenv("TL_THREADLINE");
-    if (env_exe && *env_exe) snprintf(exe, sizeof exe, "%s", env_exe);
-    else if (beside_me("../tools/threadline", exe, sizeof exe)) return 1;
-    if (beside_me("hello", hello, sizeof hello)) return 1;
+    if (tl_harness_threadline(exe, sizeof exe)) return 1;
+    if (tl_harness_beside_me("hello", hello, sizeof hello)) return 1;
     if (access(exe, X_OK) || access(hello, X_OK)) {
         fprintf(stderr, "bench_ingest: %s or %s is missing (build first)\n", exe, hello);
         return 1;
@@ -748,7 +641,7 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    int status = 1, port = free_port(), hport = -1;
+    int status = 1, port = tl_harness_free_port(), hport = -1;
     pid_t serve = -1, hpid = -1;
     long total_acked = 0, total_errors = 0;
     phase_t ph[P__COUNT + 1], warm, ceil_ph;
@@ -766,7 +659,7 @@ int main(int argc, char **argv) {
     if (pg_admin(dsn, sql)) goto out;
     have_db = 1;
     char *margv[] = {exe, "migrate", "--pg-dsn", db_dsn, NULL};
-    if (run_wait(margv, log) != 0) {
+    if (tl_harness_run(margv, log) != 0) {
         fprintf(stderr, "bench_ingest: threadline migrate failed (see %s)\n", log);
         goto out;
     }
@@ -775,7 +668,7 @@ int main(int argc, char **argv) {
                      "--identity", "0", "--auth", "off",
                      "--douyin-secret", DOUYIN_SECRET, NULL};
     fprintf(stderr, "bench_ingest: threadline serve on %s, prefix %s, log %s\n", http_addr, prefix, log);
-    if (port < 0 || (serve = spawn(sargv, log)) < 0 || wait_ready(serve, port, "threadline serve"))
+    if (port < 0 || (serve = tl_harness_spawn(sargv, log)) < 0 || wait_ready(serve, port, "threadline serve"))
         goto out;
 
     /* Warm-up: connections, the producer's metadata and idempotence state,
@@ -803,15 +696,15 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
-    stop(serve);
+    tl_harness_stop(serve);
     serve = -1;
     int64_t in_log = events_in_log(kafka);
 
     /* The ceiling: the same client and requests against bare h2o. */
-    hport = free_port();
+    hport = tl_harness_free_port();
     snprintf(hello_addr, sizeof hello_addr, "127.0.0.1:%d", hport);
     char *hargv[] = {hello, hello_addr, NULL};
-    if (hport < 0 || (hpid = spawn(hargv, log)) < 0 || wait_ready(hpid, hport, "hello")) goto out;
+    if (hport < 0 || (hpid = tl_harness_spawn(hargv, log)) < 0 || wait_ready(hpid, hport, "hello")) goto out;
     ceil_ph = (phase_t){.name = "ceiling", .port = hport, .platform = -1, .requests = requests,
                         .conns = conns, .any_2xx = 1};
     if (run_phase(&ceil_ph)) goto out;
@@ -832,8 +725,8 @@ int main(int argc, char **argv) {
     status = total_errors == 0 && in_log >= total_acked ? 0 : 1;
 
 out:
-    stop(serve);
-    stop(hpid);
+    tl_harness_stop(serve);
+    tl_harness_stop(hpid);
     if (have_db) {
         snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
         pg_admin(dsn, sql);

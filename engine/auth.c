@@ -281,6 +281,20 @@ int tl_auth_verify(tl_auth_t *a, PGconn *pg, const char *header, size_t len,
     return 0;
 }
 
+/* One connection per pool thread: key lookups on different threads never
+ * wait for each other, and no connection is shared between threads. */
+static _Thread_local PGconn *tls_auth_pg;
+
+int tl_auth_verify_pooled(tl_auth_t *a, const char *header, size_t len, const char *tenant_param,
+                          tl_auth_key_t *key, tl_problem_t *pb) {
+    int err;
+    if (!a->off && (!tls_auth_pg || PQstatus(tls_auth_pg) != CONNECTION_OK)) {
+        PQfinish(tls_auth_pg);
+        tls_auth_pg = tl_pg_connect(a->cfg->pg_dsn, &err);
+    }
+    return tl_auth_verify(a, tls_auth_pg, header, len, tenant_param, key, pb);
+}
+
 /* ---------------------------------------------------------------- ingest */
 
 typedef struct connector_job {
@@ -297,16 +311,9 @@ typedef struct connector_job {
     tl_auth_key_t key;
 } connector_job_t;
 
-static _Thread_local PGconn *tls_auth_pg;
-
 static void connector_work(uv_work_t *w) {
     connector_job_t *j = w->data;
-    int err;
-    if (!tls_auth_pg || PQstatus(tls_auth_pg) != CONNECTION_OK) {
-        PQfinish(tls_auth_pg);
-        tls_auth_pg = tl_pg_connect(j->a->cfg->pg_dsn, &err);
-    }
-    j->status = tl_auth_verify(j->a, tls_auth_pg, j->header, j->len, NULL, &j->key, &j->pb);
+    j->status = tl_auth_verify_pooled(j->a, j->header, j->len, NULL, &j->key, &j->pb);
     if (!j->status && !tl_auth_allow(&j->key, TL_OP_INGEST, j->platform, &j->pb))
         j->status = j->pb.status;
 }

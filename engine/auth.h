@@ -117,6 +117,13 @@ int tl_auth_is_off(const tl_auth_t *a);
 int tl_auth_verify(tl_auth_t *a, PGconn *pg, const char *header, size_t len,
                    const char *tenant_param, tl_auth_key_t *key, tl_problem_t *pb);
 
+/* tl_auth_verify with the calling pool thread's own connection to the key
+ * store, opened on first use and reopened when it broke (never with --auth
+ * off).  The connection lives as long as the thread.  Same returns.  Pool
+ * threads only (uv_queue_work). */
+int tl_auth_verify_pooled(tl_auth_t *a, const char *header, size_t len, const char *tenant_param,
+                          tl_auth_key_t *key, tl_problem_t *pb);
+
 /* ---------------------------------------------------------------- ingest */
 
 /* Called on the loop thread once a connector key was verified and allowed;

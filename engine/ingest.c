@@ -9,12 +9,10 @@
  * multi-event request is answered once, from the full picture, and a
  * partial failure can say exactly which events the broker holds.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -25,6 +23,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "producer.h"
 #include "uuid.h"
 #include "api.h"
 #include "app.h"
@@ -130,17 +129,13 @@ typedef int (*adapter_fn)(const tl_adapter_ctx_t *ctx, const char *body, size_t 
 
 struct tl_ingest {
     uv_loop_t *loop;
-    rd_kafka_t *rk;
-    rd_kafka_topic_t *rkt;
+    tl_producer_t *producer;
     tl_codec_t *codec;
     tl_buf_t buf;
     tl_dedup_t *recent;
     tl_identity_t *identity;
     tl_auth_t *auth;
     int closing;
-    int pipefd[2];
-    uv_poll_t poll;
-    uv_timer_t timer;
     int64_t max_body;
     int ack_timeout_ms;
     adapter_fn adapters[TL_PLATFORM__COUNT];
@@ -341,50 +336,24 @@ static void on_deadline(uv_timer_t *h) {
     j->pending = NULL;
 }
 
-/* librdkafka delivery report: runs on the loop thread, from rd_kafka_poll. */
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
-    (void)opaque;
-    slot_t *s = m->_private;
+/* The delivery report of one slot: runs on the loop thread. */
+static void on_report(void *ud, void *msg, int err, const char *why, int32_t partition,
+                      int64_t offset) {
+    tl_ingest_t *in = ud;
+    slot_t *s = msg;
     job_t *j = s->job;
-    tl_ingest_t *in = j->in;
-    if (m->err) {
-        tl_warn("ingest", "event %s not acknowledged: %s", s->ack.event_id, rd_kafka_err2str(m->err));
+    if (err) {
+        tl_warn("ingest", "event %s not acknowledged: %s", s->ack.event_id, why);
         s->state = SLOT_FAILED;
-        s->why = rd_kafka_err2str(m->err);
+        s->why = why;
     } else {
         s->state = SLOT_HELD;
-        s->ack.partition = m->partition;
-        s->ack.offset = m->offset;
+        s->ack.partition = partition;
+        s->ack.offset = offset;
         if (s->keylen) tl_dedup_put(in->recent, s->key, s->keylen, &s->ack, sizeof s->ack);
         tl_metric_add(TL_M_ingest_accepted_total, 1);
     }
     if (--j->outstanding == 0) job_finish(j);
-}
-
-/* librdkafka reconnects by itself; its errors are for the operator. */
-static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
-    (void)rk;
-    (void)opaque;
-    tl_warn("ingest", "kafka: %s (%s)", reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
-}
-
-static void drain(tl_ingest_t *in) {
-    char junk[256];
-    while (read(in->pipefd[0], junk, sizeof junk) > 0) {}
-    while (rd_kafka_poll(in->rk, 0) > 0) {}
-}
-
-static void on_pipe(uv_poll_t *h, int status, int events) {
-    (void)status;
-    (void)events;
-    drain(h->data);
-}
-
-static void on_timer(uv_timer_t *h) {
-    tl_ingest_t *in = h->data;
-    /* Belt and braces: the pipe wakes us, this catches anything else. */
-    drain(in);
 }
 
 /* Produces event i of j: the recent-key check, encoding, producing.
@@ -427,14 +396,9 @@ static int produce(tl_ingest_t *in, job_t *j, int i) {
         s->why = "the event could not be encoded";
         return 0;
     }
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        in->rk, RD_KAFKA_V_RKT(in->rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-        RD_KAFKA_V_KEY(s->ack.customer_id, TL_UUID_STRLEN),
-        RD_KAFKA_V_VALUE(in->buf.data, in->buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
-    if (err) {
+    if (tl_producer_send(in->producer, s->ack.customer_id, TL_UUID_STRLEN, in->buf.data,
+                         in->buf.len, s, &s->why)) {
         s->state = SLOT_FAILED;
-        s->why = rd_kafka_err2str(err);
         return 0;
     }
     s->state = SLOT_PENDING;
@@ -804,7 +768,6 @@ static void wechat_post(void *ud, h2o_req_t *req, const tl_http_params_t *params
 
 int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, tl_auth_t *auth,
                   const tl_config_t *cfg, tl_ingest_t **out) {
-    char errstr[256];
     int rc = TL_ENOMEM;
     tl_ingest_t *in = calloc(1, sizeof *in);
     if (!in) return TL_ENOMEM;
@@ -847,33 +810,9 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, tl_auth_t
     rc = TL_ENOMEM;
     if (!(in->recent = tl_dedup_new(65536))) goto fail_codec;
     if ((rc = tl_identity_new(loop, cfg, &in->identity))) goto fail_dedup;
-    rc = TL_ENOMEM;
-    if (pipe2(in->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) goto fail_identity;
-
-    rd_kafka_conf_t *conf = tl_kafka_conf_producer(kafka, (int)cfg->ack_timeout_ms);
-    if (!conf) goto fail_pipe;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
-    rd_kafka_conf_set_opaque(conf, in);
-    in->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!in->rk) {
-        rd_kafka_conf_destroy(conf);
-        tl_error("ingest", "producer: %s", errstr);
-        rc = TL_EKAFKA;
-        goto fail_pipe;
-    }
-    in->rkt = rd_kafka_topic_new(in->rk, tl_kafka_topic(kafka, TL_TOPIC_EVENTS), NULL);
-    if (!in->rkt) goto fail_rk;
-    rd_kafka_queue_t *mq = rd_kafka_queue_get_main(in->rk);
-    rd_kafka_queue_io_event_enable(mq, in->pipefd[1], "1", 1);
-    rd_kafka_queue_destroy(mq);
-
-    uv_poll_init(loop, &in->poll, in->pipefd[0]);
-    in->poll.data = in;
-    uv_poll_start(&in->poll, UV_READABLE, on_pipe);
-    uv_timer_init(loop, &in->timer);
-    in->timer.data = in;
-    uv_timer_start(&in->timer, on_timer, 100, 100);
+    if ((rc = tl_producer_new(loop, kafka, TL_TOPIC_EVENTS, (int)cfg->ack_timeout_ms, "ingest",
+                              on_report, in, &in->producer)))
+        goto fail_identity;
 
     /* WeChat's own protocol first: routes are tried in order. */
     if (in->has_wechat &&
@@ -893,11 +832,6 @@ int tl_ingest_new(uv_loop_t *loop, tl_http_t *http, tl_kafka_t *kafka, tl_auth_t
     *out = in;
     return TL_OK;
 
-fail_rk:
-    rd_kafka_destroy(in->rk);
-fail_pipe:
-    close(in->pipefd[0]);
-    close(in->pipefd[1]);
 fail_identity:
     tl_identity_free(in->identity);
 fail_dedup:
@@ -912,12 +846,7 @@ fail:
 }
 
 int tl_ingest_ping(tl_ingest_t *in, int timeout_ms) {
-    const struct rd_kafka_metadata *md;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(in->rk, 0, in->rkt, &md, timeout_ms);
-    if (err) return TL_EKAFKA_DOWN;
-    int ok = md->topic_cnt == 1 && !md->topics[0].err;
-    rd_kafka_metadata_destroy(md);
-    return ok ? TL_OK : TL_EKAFKA_DOWN;
+    return tl_producer_ping(in->producer, timeout_ms);
 }
 
 void tl_ingest_close(tl_ingest_t *in, int timeout_ms) {
@@ -926,18 +855,12 @@ void tl_ingest_close(tl_ingest_t *in, int timeout_ms) {
      * flush runs delivery reports. */
     in->closing = 1;
     while (tl_identity_in_flight(in->identity) > 0) uv_run(in->loop, UV_RUN_ONCE);
-    rd_kafka_flush(in->rk, timeout_ms);
-    uv_poll_stop(&in->poll);
-    uv_close((uv_handle_t *)&in->poll, NULL);
-    uv_close((uv_handle_t *)&in->timer, NULL);
+    tl_producer_close(in->producer, timeout_ms);
 }
 
 void tl_ingest_free(tl_ingest_t *in) {
     if (!in) return;
-    rd_kafka_topic_destroy(in->rkt);
-    rd_kafka_destroy(in->rk);
-    close(in->pipefd[0]);
-    close(in->pipefd[1]);
+    tl_producer_free(in->producer);
     tl_dedup_free(in->recent);
     tl_identity_free(in->identity);
     tl_codec_free(in->codec);

@@ -4,8 +4,8 @@
  * The ingest path keeps the first promise of the failure contract: a
  * connector hears 202 only after the broker has acknowledged the event
  * (acks=all, idempotent producer).  The request waits, off the loop, for its
- * delivery report; librdkafka's queue signals the loop through a pipe, so
- * delivery reports run on the loop thread and no locks are needed.  If the
+ * delivery report; its producer (engine/producer.h) signals the loop through
+ * a pipe, so delivery reports run on the loop thread and no locks are needed.  If the
  * broker does not acknowledge within ack_timeout_ms the answer is 503 with
  * Retry-After, and the connector retries with the same message id, which the
  * fold recognises (idempotency key) if the first attempt did land.

@@ -425,17 +425,10 @@ typedef struct open_job {
     tl_auth_key_t key;
 } open_job_t;
 
-static _Thread_local PGconn *tls_stream_pg;
-
 static void open_work(uv_work_t *w) {
     open_job_t *j = w->data;
-    int err;
-    if (!tl_auth_is_off(j->s->auth) && (!tls_stream_pg || PQstatus(tls_stream_pg) != CONNECTION_OK)) {
-        PQfinish(tls_stream_pg);
-        tls_stream_pg = tl_pg_connect(j->s->cfg->pg_dsn, &err);
-    }
-    j->status = tl_auth_verify(j->s->auth, tls_stream_pg, j->authz, j->authz_len,
-                               j->has_tenant ? j->tenant : NULL, &j->key, &j->pb);
+    j->status = tl_auth_verify_pooled(j->s->auth, j->authz, j->authz_len,
+                                      j->has_tenant ? j->tenant : NULL, &j->key, &j->pb);
     if (!j->status && !tl_auth_allow(&j->key, TL_OP_STREAM, TL_PLATFORM_AGENT, &j->pb))
         j->status = 403;
 }

@@ -4,10 +4,10 @@
  *
  * The REST write endpoints build a tl_event_t (platform AGENT, keyed by the
  * conversation's customer) and hand it here.  Like ingest, this module owns
- * an idempotent acks=all producer whose delivery reports reach the loop
- * thread through a pipe, so the answer (202 with the event's position) is
- * sent only once the broker holds the event, and no locks are needed.  It is
- * a separate producer from ingest's so that a burst of connector traffic
+ * a tl_producer_t (producer.h: idempotent, acks=all, delivery reports on the
+ * loop thread), so the answer (202 with the event's position) is sent only
+ * once the broker holds the event, and no locks are needed.  It is a
+ * separate producer from ingest's so that a burst of connector traffic
  * never queues in front of an agent's reply, and so the two modules can
  * change independently.
  *

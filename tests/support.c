@@ -639,49 +639,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque) {
 
 int tl_test_http(CURL *curl, const char *method, const char *url, const char *body, size_t len,
                  long timeout_ms, tl_test_resp_t *resp) {
-    memset(resp, 0, sizeof *resp);
-    /* Reset keeps live connections, so a client keeps its keep-alive one. */
-    curl_easy_reset(curl);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, resp);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, resp);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, resp->error);
-    struct curl_slist *hdrs = NULL;
-    if (strcmp(method, "POST") == 0) {
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        hdrs = curl_slist_append(hdrs, "Expect:");
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body != NULL ? body : "");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    } else {
-        curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-    }
-    CURLcode rc = curl_easy_perform(curl);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(hdrs);
-    if (resp->body == NULL) {
-        resp->body = calloc(1, 1);
-        resp->len = 0;
-    }
-    if (rc != CURLE_OK) {
-        if (resp->error[0] == '\0')
-            snprintf(resp->error, sizeof resp->error, "%s", curl_easy_strerror(rc));
-        resp->status = 0;
-        return -1;
-    }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
-    return 0;
+    return tl_test_http_h(curl, method, url, NULL, body, len, timeout_ms, resp);
 }
 
 int tl_test_http_h(CURL *curl, const char *method, const char *url, const char *const *headers,
                    const char *body, size_t len, long timeout_ms, tl_test_resp_t *resp) {
     memset(resp, 0, sizeof *resp);
+    /* Reset keeps live connections, so a client keeps its keep-alive one. */
     curl_easy_reset(curl);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapter_cases.h"
 #include "api.h"
 #include "uuid.h"
 #include "suites.h"
@@ -15,10 +16,6 @@ static int parse(const char *body, tl_adapter_out_t *out, tl_event_t *ev, tl_pro
     return tl_api_parse(&ctx, body, strlen(body), out, ev, pb);
 }
 
-static int streq(tl_str_t s, const char *want) {
-    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
-}
-
 #define ENV "\"tenant_id\":\"acme\",\"platform\":\"douyin\",\"platform_user_id\":\"dy-1\"," \
             "\"message_id\":\"dm-77\",\"occurred_at\":1699999990000"
 
@@ -30,9 +27,9 @@ START_TEST(api_message_keeps_platform_and_key) {
                            &out, &ev, &pb), 0);
     ck_assert_int_eq(ev.kind, TL_EV_MESSAGE_RECEIVED);
     ck_assert_int_eq(ev.platform, TL_PLATFORM_DOUYIN);
-    ck_assert(streq(ev.idempotency_key, "douyin:dm-77"));
-    ck_assert(streq(ev.platform_user_id, "dy-1"));
-    ck_assert(streq(ev.u.message.text, "在吗"));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "douyin:dm-77"));
+    ck_assert(tl_adapter_cases_streq(ev.platform_user_id, "dy-1"));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.text, "在吗"));
     ck_assert_int_eq(ev.occurred_at, 1699999990000LL);
     ck_assert_int_eq(ev.received_at, NOW);
     tl_adapter_out_close(&out);
@@ -46,10 +43,10 @@ START_TEST(api_given_customer_id_is_used_lower_case) {
     ck_assert_int_eq(parse("{" ENV ",\"customer_id\":\"CCB98EE3-CC1B-581D-AA66-7D85F131E0AF\","
                            "\"payload\":{\"type\":\"FieldAsserted\",\"field\":\"order_no\",\"value\":\"SO-1\"}}",
                            &out, &ev, &pb), 0);
-    ck_assert(streq(ev.customer_id, "ccb98ee3-cc1b-581d-aa66-7d85f131e0af"));
+    ck_assert(tl_adapter_cases_streq(ev.customer_id, "ccb98ee3-cc1b-581d-aa66-7d85f131e0af"));
     ck_assert_int_eq(ev.kind, TL_EV_FIELD_ASSERTED);
-    ck_assert(streq(ev.u.field.field, "order_no"));
-    ck_assert(streq(ev.u.field.value, "SO-1"));
+    ck_assert(tl_adapter_cases_streq(ev.u.field.field, "order_no"));
+    ck_assert(tl_adapter_cases_streq(ev.u.field.value, "SO-1"));
     tl_adapter_out_close(&out);
 }
 END_TEST
@@ -64,12 +61,12 @@ START_TEST(api_transcript_segment_maps_every_field) {
                            "\"end_ms\":4500,\"speaker\":\"CUSTOMER\",\"text\":\"快递还没到\","
                            "\"confidence\":0.93,\"caller_number\":\"+8613800000000\"}}", &out, &ev, &pb), 0);
     ck_assert_int_eq(ev.kind, TL_EV_TRANSCRIPT_SEGMENT);
-    ck_assert(streq(ev.u.transcript.call_id, "call-1"));
+    ck_assert(tl_adapter_cases_streq(ev.u.transcript.call_id, "call-1"));
     ck_assert_int_eq(ev.u.transcript.start_ms, 1000);
     ck_assert_int_eq(ev.u.transcript.end_ms, 4500);
     ck_assert_int_eq(ev.u.transcript.speaker, TL_SPEAKER_CUSTOMER);
     ck_assert(ev.u.transcript.confidence > 0.92f && ev.u.transcript.confidence < 0.94f);
-    ck_assert(streq(ev.u.transcript.caller_number, "+8613800000000"));
+    ck_assert(tl_adapter_cases_streq(ev.u.transcript.caller_number, "+8613800000000"));
     tl_adapter_out_close(&out);
 }
 END_TEST
@@ -85,7 +82,7 @@ START_TEST(api_identity_linked_maps_evidence) {
     ck_assert_int_eq(ev.kind, TL_EV_IDENTITY_LINKED);
     ck_assert_int_eq(ev.u.link.platform, TL_PLATFORM_WECHAT);
     ck_assert_int_eq(ev.u.link.evidence, TL_EVIDENCE_UNIONID);
-    ck_assert(streq(ev.u.link.evidence_value, "u-9"));
+    ck_assert(tl_adapter_cases_streq(ev.u.link.evidence_value, "u-9"));
     tl_adapter_out_close(&out);
 }
 END_TEST
@@ -104,8 +101,8 @@ START_TEST(api_link_by_evidence_derives_survivor_and_absorbed) {
     size_t lens[] = {8, 4, 7, 3};
     tl_uuid_v5(parts, lens, 4, survivor);
     tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_WECHAT, TL_STR("o-1"), absorbed);
-    ck_assert(streq(ev.customer_id, survivor));
-    ck_assert(streq(ev.u.link.linked_customer_id, absorbed));
+    ck_assert(tl_adapter_cases_streq(ev.customer_id, survivor));
+    ck_assert(tl_adapter_cases_streq(ev.u.link.linked_customer_id, absorbed));
     ck_assert_int_eq(out.customer_given, 0);
     tl_adapter_out_close(&out);
     /* A given customer_id stays the survivor. */
@@ -115,21 +112,15 @@ START_TEST(api_link_by_evidence_derives_survivor_and_absorbed) {
                            "\"type\":\"IdentityLinked\",\"platform\":\"phone\",\"platform_user_id\":"
                            "\"+8613800138000\",\"evidence\":\"VERIFIED_PHONE\",\"evidence_value\":"
                            "\"+8613800138000\"}}", &out, &ev, &pb), 0);
-    ck_assert(streq(ev.customer_id, "ccb98ee3-cc1b-581d-aa66-7d85f131e0af"));
+    ck_assert(tl_adapter_cases_streq(ev.customer_id, "ccb98ee3-cc1b-581d-aa66-7d85f131e0af"));
     ck_assert_int_eq(out.customer_given, 1);
     tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_PHONE, TL_STR("+8613800138000"), absorbed);
-    ck_assert(streq(ev.u.link.linked_customer_id, absorbed));
+    ck_assert(tl_adapter_cases_streq(ev.u.link.linked_customer_id, absorbed));
     tl_adapter_out_close(&out);
 }
 END_TEST
 
-typedef struct bad_case {
-    const char *name, *body;
-    int status;
-    const char *type, *field;
-} bad_case_t;
-
-static const bad_case_t bad_cases[] = {
+static const tl_adapter_case_t bad_cases[] = {
     {"no payload", "{" ENV "}", 422, "missing-field", "payload"},
     {"payload not object", "{" ENV ",\"payload\":[]}", 422, "invalid-field", "payload"},
     {"no type", "{" ENV ",\"payload\":{}}", 422, "missing-field", "payload.type"},
@@ -164,15 +155,13 @@ static const bad_case_t bad_cases[] = {
 };
 
 START_TEST(api_bad_input_gets_precise_problem) {
-    const bad_case_t *c = &bad_cases[_i];
+    const tl_adapter_case_t *c = &bad_cases[_i];
     tl_adapter_out_t out;
     tl_event_t ev;
     tl_problem_t pb;
     int status = parse(c->body, &out, &ev, &pb);
     tl_adapter_out_close(&out);
-    ck_assert_msg(status == c->status, "%s: status %d, want %d (%s)", c->name, status, c->status, pb.detail);
-    ck_assert_msg(strcmp(pb.type, c->type) == 0, "%s: type %s, want %s", c->name, pb.type, c->type);
-    ck_assert_msg(strcmp(pb.field, c->field) == 0, "%s: field \"%s\", want \"%s\"", c->name, pb.field, c->field);
+    tl_adapter_cases_check(c, status, &pb);
 }
 END_TEST
 
@@ -186,7 +175,7 @@ Suite *tl_api_suite(void) {
     tcase_add_test(tc, api_link_by_evidence_derives_survivor_and_absorbed);
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
-    tcase_add_loop_test(tc, api_bad_input_gets_precise_problem, 0, (int)(sizeof bad_cases / sizeof *bad_cases));
+    tcase_add_loop_test(tc, api_bad_input_gets_precise_problem, 0, TL_ADAPTER_CASES_COUNT(bad_cases));
     suite_add_tcase(s, tc);
     return s;
 }

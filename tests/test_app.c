@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapter_cases.h"
 #include "app.h"
 #include "identity.h"
 #include "suites.h"
@@ -18,10 +19,6 @@ static tl_app_out_t out;
 static int parse(const char *body, tl_problem_t *pb) {
     memset(&out, 0, sizeof out);
     return tl_app_parse(&ctx, body, strlen(body), &out, pb);
-}
-
-static int streq(tl_str_t s, const char *want) {
-    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
 }
 
 static void device_customer(const char *tenant, const char *device, char id[40]) {
@@ -47,21 +44,21 @@ START_TEST(app_batch_becomes_message_and_behaviors) {
     const tl_event_t *m = &out.ev[1];
     ck_assert_int_eq(m->kind, TL_EV_MESSAGE_RECEIVED);
     ck_assert_int_eq(m->platform, TL_PLATFORM_APP);
-    ck_assert(streq(m->tenant_id, "acme"));
-    ck_assert(streq(m->platform_user_id, "dev-1"));
-    ck_assert(streq(m->customer_id, cust));
-    ck_assert(streq(m->idempotency_key, "app:m-1"));
+    ck_assert(tl_adapter_cases_streq(m->tenant_id, "acme"));
+    ck_assert(tl_adapter_cases_streq(m->platform_user_id, "dev-1"));
+    ck_assert(tl_adapter_cases_streq(m->customer_id, cust));
+    ck_assert(tl_adapter_cases_streq(m->idempotency_key, "app:m-1"));
     tl_adapter_sub_id(ctx.event_id, 0, id);
-    ck_assert(streq(m->event_id, id));
+    ck_assert(tl_adapter_cases_streq(m->event_id, id));
     ck_assert_str_eq(id, "018bcfe5-6800-7000-8000-0000000a0000");
     ck_assert_int_eq(m->occurred_at, 1699999999000LL);
     ck_assert_int_eq(m->received_at, NOW);
-    ck_assert(streq(m->trace_id, "trace-1"));
-    ck_assert(streq(m->u.message.text, "订单到哪了？"));
-    ck_assert(streq(m->u.message.entry_point, "OrderDetail"));
-    ck_assert(streq(m->u.message.device_id, "dev-1"));
+    ck_assert(tl_adapter_cases_streq(m->trace_id, "trace-1"));
+    ck_assert(tl_adapter_cases_streq(m->u.message.text, "订单到哪了？"));
+    ck_assert(tl_adapter_cases_streq(m->u.message.entry_point, "OrderDetail"));
+    ck_assert(tl_adapter_cases_streq(m->u.message.device_id, "dev-1"));
     ck_assert_uint_eq(m->u.message.attachments.n, 1);
-    ck_assert(streq(m->u.message.attachments.v[0].url, "https://cdn.example/s.jpg"));
+    ck_assert(tl_adapter_cases_streq(m->u.message.attachments.v[0].url, "https://cdn.example/s.jpg"));
     ck_assert_int_eq(out.index[1], 0);
 
     const char *pages[] = {"Home", "OrderDetail"}, *actions[] = {"open", "tap:track"};
@@ -70,14 +67,14 @@ START_TEST(app_batch_becomes_message_and_behaviors) {
     for (int k = 0; k < 2; k++) {
         const tl_event_t *b = &out.ev[2 + k];
         ck_assert_int_eq(b->kind, TL_EV_BEHAVIOR_TRACKED);
-        ck_assert(streq(b->u.behavior.page, pages[k]));
-        ck_assert(streq(b->u.behavior.action, actions[k]));
-        ck_assert(streq(b->u.behavior.device_id, "dev-1"));
-        ck_assert(streq(b->idempotency_key, keys[k]));
-        ck_assert(streq(b->customer_id, cust));
+        ck_assert(tl_adapter_cases_streq(b->u.behavior.page, pages[k]));
+        ck_assert(tl_adapter_cases_streq(b->u.behavior.action, actions[k]));
+        ck_assert(tl_adapter_cases_streq(b->u.behavior.device_id, "dev-1"));
+        ck_assert(tl_adapter_cases_streq(b->idempotency_key, keys[k]));
+        ck_assert(tl_adapter_cases_streq(b->customer_id, cust));
         ck_assert_int_eq(b->occurred_at, ts[k]);
         tl_adapter_sub_id(ctx.event_id, (unsigned)k + 1, id);
-        ck_assert(streq(b->event_id, id));
+        ck_assert(tl_adapter_cases_streq(b->event_id, id));
         ck_assert_int_eq(out.index[2 + k], k + 1);
     }
     tl_app_out_close(&out);
@@ -108,18 +105,18 @@ START_TEST(app_login_links_device_into_account_once) {
     ck_assert_int_eq(out.n, 2);
     const tl_event_t *l = &out.ev[0];
     ck_assert_int_eq(l->kind, TL_EV_IDENTITY_LINKED);
-    ck_assert(streq(l->customer_id, acct));
-    ck_assert(streq(l->u.link.linked_customer_id, dev));
+    ck_assert(tl_adapter_cases_streq(l->customer_id, acct));
+    ck_assert(tl_adapter_cases_streq(l->u.link.linked_customer_id, dev));
     ck_assert_int_eq(l->u.link.platform, TL_PLATFORM_APP);
-    ck_assert(streq(l->u.link.platform_user_id, "dev-1"));
+    ck_assert(tl_adapter_cases_streq(l->u.link.platform_user_id, "dev-1"));
     ck_assert_int_eq(l->u.link.evidence, TL_EVIDENCE_LOGIN);
-    ck_assert(streq(l->u.link.evidence_value, "u-42"));
-    ck_assert(streq(l->idempotency_key, "app:login:dev-1:u-42"));
+    ck_assert(tl_adapter_cases_streq(l->u.link.evidence_value, "u-42"));
+    ck_assert(tl_adapter_cases_streq(l->idempotency_key, "app:login:dev-1:u-42"));
     tl_adapter_sub_id(ctx.event_id, TL_APP_LINK_ID, id);
-    ck_assert(streq(l->event_id, id));
+    ck_assert(tl_adapter_cases_streq(l->event_id, id));
     ck_assert_int_eq(out.index[0], -1);
     /* The message moved to the account's customer. */
-    ck_assert(streq(out.ev[1].customer_id, acct));
+    ck_assert(tl_adapter_cases_streq(out.ev[1].customer_id, acct));
     tl_app_out_close(&out);
 }
 END_TEST
@@ -136,9 +133,9 @@ START_TEST(app_login_without_message_puts_link_before_clicks) {
     ck_assert_int_eq(out.first, 1);
     ck_assert_int_eq(out.n, 2);
     ck_assert_int_eq(out.ev[1].kind, TL_EV_IDENTITY_LINKED);
-    ck_assert(streq(out.ev[1].idempotency_key, "app:login:d:u"));
+    ck_assert(tl_adapter_cases_streq(out.ev[1].idempotency_key, "app:login:d:u"));
     ck_assert_int_eq(out.ev[2].kind, TL_EV_BEHAVIOR_TRACKED);
-    ck_assert(streq(out.ev[2].customer_id, acct));
+    ck_assert(tl_adapter_cases_streq(out.ev[2].customer_id, acct));
     tl_app_out_close(&out);
 }
 END_TEST
@@ -160,29 +157,21 @@ START_TEST(app_no_link_when_device_already_linked_or_claimed) {
     /* The device belongs to another account: route to this one, merge nobody. */
     ck_assert_int_eq(parse(body, &pb), 0);
     ck_assert_int_eq(tl_app_resolve(&ctx, &out, other, acct), 0);
-    ck_assert(streq(out.ev[1].customer_id, acct));
+    ck_assert(tl_adapter_cases_streq(out.ev[1].customer_id, acct));
     tl_app_out_close(&out);
     /* No account: the device's (resolved) customer. */
     ck_assert_int_eq(parse("{\"tenant_id\":\"acme\",\"device_id\":\"d\",\"message\":{\"message_id\":"
                            "\"m\",\"sent_at\":1700000000000,\"text\":\"x\"}}", &pb), 0);
     ck_assert_int_eq(tl_app_resolve(&ctx, &out, other, NULL), 0);
-    ck_assert(streq(out.ev[1].customer_id, other));
+    ck_assert(tl_adapter_cases_streq(out.ev[1].customer_id, other));
     tl_app_out_close(&out);
 }
 END_TEST
 
-typedef struct bad_case {
-    const char *name;
-    const char *body;
-    int status;
-    const char *type;
-    const char *field;
-} bad_case_t;
-
 #define ENV "\"tenant_id\":\"a\",\"device_id\":\"d\""
 #define MSG "\"message\":{\"message_id\":\"m\",\"sent_at\":1700000000000,\"text\":\"x\"}"
 
-static const bad_case_t bad_cases[] = {
+static const tl_adapter_case_t bad_cases[] = {
     {"malformed", "{\"tenant_id\":", 400, "malformed-json", ""},
     {"not an object", "\"x\"", 400, "malformed-json", ""},
     {"invalid utf-8", "{\"tenant_id\":\"a\xc3\x28\"}", 400, "invalid-utf8", ""},
@@ -220,13 +209,11 @@ static const bad_case_t bad_cases[] = {
 };
 
 START_TEST(app_bad_input_gets_precise_problem) {
-    const bad_case_t *c = &bad_cases[_i];
+    const tl_adapter_case_t *c = &bad_cases[_i];
     tl_problem_t pb;
     int status = parse(c->body, &pb);
     tl_app_out_close(&out);
-    ck_assert_msg(status == c->status, "%s: status %d, want %d (%s)", c->name, status, c->status, pb.detail);
-    ck_assert_msg(strcmp(pb.type, c->type) == 0, "%s: type %s, want %s", c->name, pb.type, c->type);
-    ck_assert_msg(strcmp(pb.field, c->field) == 0, "%s: field \"%s\", want \"%s\"", c->name, pb.field, c->field);
+    tl_adapter_cases_check(c, status, &pb);
 }
 END_TEST
 
@@ -269,7 +256,7 @@ Suite *tl_app_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_loop_test(tc, app_bad_input_gets_precise_problem, 0,
-                        (int)(sizeof bad_cases / sizeof *bad_cases));
+                        TL_ADAPTER_CASES_COUNT(bad_cases));
     tcase_add_test(tc, app_batch_over_limit_is_refused);
     tcase_add_test(tc, app_text_over_limit_is_refused);
     suite_add_tcase(s, tc);

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "adapter_cases.h"
 #include "douyin.h"
 #include "error.h"
 #include "suites.h"
@@ -25,10 +26,6 @@ static tl_douyin_conf_t conf;
 static void setup(void) {
     char err[256];
     ck_assert_int_eq(tl_douyin_conf_init(&conf, "acme", SECRET, err, sizeof err), 0);
-}
-
-static int streq(tl_str_t s, const char *want) {
-    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
 }
 
 /* Reads a fixture whole; the caller frees it. */
@@ -85,20 +82,20 @@ START_TEST(douyin_text_becomes_message_received) {
                                    &out, &ev, &pb), 0);
     ck_assert_int_eq(ev.kind, TL_EV_MESSAGE_RECEIVED);
     ck_assert_int_eq(ev.platform, TL_PLATFORM_DOUYIN);
-    ck_assert(streq(ev.tenant_id, "acme"));
-    ck_assert(streq(ev.platform_user_id, OPEN_ID));
-    ck_assert(streq(ev.idempotency_key, "douyin:" MSG_ID("H")));
-    ck_assert(streq(ev.event_id, ctx.event_id));
-    ck_assert(streq(ev.trace_id, "trace-3"));
+    ck_assert(tl_adapter_cases_streq(ev.tenant_id, "acme"));
+    ck_assert(tl_adapter_cases_streq(ev.platform_user_id, OPEN_ID));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "douyin:" MSG_ID("H")));
+    ck_assert(tl_adapter_cases_streq(ev.event_id, ctx.event_id));
+    ck_assert(tl_adapter_cases_streq(ev.trace_id, "trace-3"));
     ck_assert_int_eq(ev.occurred_at, 1699999999000LL);
     ck_assert_int_eq(ev.received_at, NOW);
-    ck_assert(streq(ev.u.message.text, "你好，我昨天下的单 DY-20231113-778 还没发货"));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.text, "你好，我昨天下的单 DY-20231113-778 还没发货"));
     ck_assert_uint_eq(ev.u.message.attachments.n, 0);
     ck_assert_ptr_null(ev.u.message.entry_point.ptr);
     ck_assert_ptr_null(ev.u.message.device_id.ptr);
     char want[40];
     tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_DOUYIN, TL_STR(OPEN_ID), want);
-    ck_assert(streq(ev.customer_id, want));
+    ck_assert(tl_adapter_cases_streq(ev.customer_id, want));
     tl_douyin_out_close(&out);
 }
 END_TEST
@@ -110,14 +107,14 @@ START_TEST(douyin_image_becomes_attachment_naming_the_message) {
     ck_assert_int_eq(parse_fixture("image.json", "e2e087b977e676afade020b45a6a6b057d74228d",
                                    &out, &ev, &pb), 0);
     ck_assert_int_eq(ev.kind, TL_EV_MESSAGE_RECEIVED);
-    ck_assert(streq(ev.u.message.text, ""));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.text, ""));
     ck_assert_uint_eq(ev.u.message.attachments.n, 1);
     const tl_attachment_t *a = &ev.u.message.attachments.v[0];
-    ck_assert(streq(a->url, "douyin-im:" CONV_ID ":" MSG_ID("J")));
-    ck_assert(streq(a->mime, "image/*"));
+    ck_assert(tl_adapter_cases_streq(a->url, "douyin-im:" CONV_ID ":" MSG_ID("J")));
+    ck_assert(tl_adapter_cases_streq(a->mime, "image/*"));
     ck_assert_int_eq(a->bytes, 0);
     ck_assert(!a->has_width && !a->has_height);
-    ck_assert(streq(ev.idempotency_key, "douyin:" MSG_ID("J")));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "douyin:" MSG_ID("J")));
     ck_assert_int_eq(ev.occurred_at, 1699999999500LL);
     tl_douyin_out_close(&out);
 }
@@ -130,8 +127,8 @@ START_TEST(douyin_content_as_string_and_seconds_are_read) {
     ck_assert_int_eq(parse_fixture("user_local_image_string_content.json",
                                    "59e60df8f0a334607364ee056b8beeac58fe7960", &out, &ev, &pb), 0);
     ck_assert_uint_eq(ev.u.message.attachments.n, 1);
-    ck_assert(streq(ev.u.message.attachments.v[0].url, "douyin-im:" CONV_ID ":" MSG_ID("K")));
-    ck_assert(streq(ev.idempotency_key, "douyin:" MSG_ID("K")));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.attachments.v[0].url, "douyin-im:" CONV_ID ":" MSG_ID("K")));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "douyin:" MSG_ID("K")));
     ck_assert_int_eq(ev.occurred_at, 1699999998000LL);
     tl_douyin_out_close(&out);
 }
@@ -188,7 +185,7 @@ START_TEST(douyin_customer_id_is_per_tenant_and_open_id) {
     ck_assert_int_eq(tl_douyin_parse(&other, &ctx, (tl_str_t){sig, 40}, a, strlen(a), &o3, &e3, &pb), 0);
     ck_assert_str_eq(o1.base.customer_id, o2.base.customer_id);
     ck_assert_str_ne(o1.base.customer_id, o3.base.customer_id);
-    ck_assert(streq(e3.tenant_id, "globex"));
+    ck_assert(tl_adapter_cases_streq(e3.tenant_id, "globex"));
     tl_douyin_out_close(&o1);
     tl_douyin_out_close(&o2);
     tl_douyin_out_close(&o3);
@@ -294,17 +291,11 @@ END_TEST
 
 /* ---- bad bodies (correctly signed) ------------------------------------ */
 
-typedef struct bad_case {
-    const char *name, *body;
-    int status;
-    const char *type, *field;
-} bad_case_t;
-
 #define HEAD "{\"event\":\"im_receive_msg\",\"from_user_id\":\"u-1\","
 #define MSG(fields) HEAD "\"content\":{\"server_message_id\":\"m-1\"," fields "}}"
 #define TEXT_AT(t) MSG("\"message_type\":\"text\",\"text\":\"hi\",\"create_time\":" t)
 
-static const bad_case_t bad_cases[] = {
+static const tl_adapter_case_t bad_cases[] = {
     {"malformed", "{\"event\":", 400, "malformed-json", ""},
     {"not an object", "[1]", 400, "malformed-json", ""},
     {"invalid utf-8", "{\"event\":\"a\xc3\"}", 400, "invalid-utf8", ""},
@@ -362,15 +353,13 @@ static const bad_case_t bad_cases[] = {
 };
 
 START_TEST(douyin_bad_input_gets_precise_problem) {
-    const bad_case_t *c = &bad_cases[_i];
+    const tl_adapter_case_t *c = &bad_cases[_i];
     tl_douyin_out_t out;
     tl_event_t ev;
     tl_problem_t pb;
     int status = parse_signed(c->body, &out, &ev, &pb);
     tl_douyin_out_close(&out);
-    ck_assert_msg(status == c->status, "%s: status %d, want %d (%s)", c->name, status, c->status, pb.detail);
-    ck_assert_msg(strcmp(pb.type, c->type) == 0, "%s: type %s, want %s", c->name, pb.type, c->type);
-    ck_assert_msg(strcmp(pb.field, c->field) == 0, "%s: field \"%s\", want \"%s\"", c->name, pb.field, c->field);
+    tl_adapter_cases_check(c, status, &pb);
 }
 END_TEST
 
@@ -438,14 +427,14 @@ Suite *tl_douyin_suite(void) {
     tc = tcase_create("signature");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_loop_test(tc, douyin_signature_is_required_and_checked, 0,
-                        (int)(sizeof sig_cases / sizeof *sig_cases));
+                        TL_ADAPTER_CASES_COUNT(sig_cases));
     tcase_add_test(tc, douyin_signature_covers_every_byte);
     tcase_add_test(tc, douyin_signature_is_checked_before_json);
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_loop_test(tc, douyin_bad_input_gets_precise_problem, 0,
-                        (int)(sizeof bad_cases / sizeof *bad_cases));
+                        TL_ADAPTER_CASES_COUNT(bad_cases));
     tcase_add_test(tc, douyin_text_over_limit_is_refused);
     tcase_add_test(tc, douyin_body_over_limit_is_refused_unread);
     tcase_add_test(tc, douyin_conf_refuses_missing_settings);

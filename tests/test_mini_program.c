@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapter_cases.h"
 #include "identity.h"
 #include "mini_program.h"
 #include "suites.h"
@@ -19,10 +20,6 @@ static int parse(const char *body, tl_problem_t *pb) {
     return tl_mini_program_parse(&ctx, body, strlen(body), &out, pb);
 }
 
-static int streq(tl_str_t s, const char *want) {
-    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
-}
-
 START_TEST(mini_program_message_becomes_message_received) {
     tl_problem_t pb;
     char cust[40];
@@ -35,17 +32,17 @@ START_TEST(mini_program_message_becomes_message_received) {
     const tl_event_t *ev = &out.ev[1];
     ck_assert_int_eq(ev->kind, TL_EV_MESSAGE_RECEIVED);
     ck_assert_int_eq(ev->platform, TL_PLATFORM_MINI_PROGRAM);
-    ck_assert(streq(ev->tenant_id, "acme"));
-    ck_assert(streq(ev->platform_user_id, "o-mp-1"));
-    ck_assert(streq(ev->customer_id, cust));
-    ck_assert(streq(ev->idempotency_key, "mini_program:mm-1"));
-    ck_assert(streq(ev->event_id, ctx.event_id));
-    ck_assert(streq(ev->trace_id, "trace-2"));
+    ck_assert(tl_adapter_cases_streq(ev->tenant_id, "acme"));
+    ck_assert(tl_adapter_cases_streq(ev->platform_user_id, "o-mp-1"));
+    ck_assert(tl_adapter_cases_streq(ev->customer_id, cust));
+    ck_assert(tl_adapter_cases_streq(ev->idempotency_key, "mini_program:mm-1"));
+    ck_assert(tl_adapter_cases_streq(ev->event_id, ctx.event_id));
+    ck_assert(tl_adapter_cases_streq(ev->trace_id, "trace-2"));
     ck_assert_int_eq(ev->occurred_at, 1699999999000LL);
     ck_assert_int_eq(ev->received_at, NOW);
-    ck_assert(streq(ev->u.message.text, "我想退货"));
-    ck_assert(streq(ev->u.message.entry_point, "pages/order/detail?id=9"));
-    ck_assert(streq(ev->u.message.device_id, "iPhone15,2"));
+    ck_assert(tl_adapter_cases_streq(ev->u.message.text, "我想退货"));
+    ck_assert(tl_adapter_cases_streq(ev->u.message.entry_point, "pages/order/detail?id=9"));
+    ck_assert(tl_adapter_cases_streq(ev->u.message.device_id, "iPhone15,2"));
     ck_assert_uint_eq(ev->u.message.attachments.n, 0);
     /* Without a unionid, resolution only rekeys. */
     ck_assert_int_eq(tl_mini_program_resolve(&ctx, &out, cust, NULL), 0);
@@ -60,8 +57,8 @@ START_TEST(mini_program_unionid_keys_message_on_unionid_customer) {
     ck_assert_int_eq(parse("{\"tenant_id\":\"acme\",\"openid\":\"o\",\"unionid\":\"u-9\",\"message_id\":\"m\","
                            "\"sent_at\":1700000000000,\"text\":\"x\"}", &pb), 0);
     tl_identity_default_id(TL_STR("acme"), "unionid", TL_STR("u-9"), uc);
-    ck_assert(streq(out.ev[1].customer_id, uc));
-    ck_assert(streq(out.unionid, "u-9"));
+    ck_assert(tl_adapter_cases_streq(out.ev[1].customer_id, uc));
+    ck_assert(tl_adapter_cases_streq(out.unionid, "u-9"));
     tl_mini_program_out_close(&out);
 }
 END_TEST
@@ -78,16 +75,16 @@ START_TEST(mini_program_unionid_links_openid_customer) {
     const tl_event_t *l = &out.ev[0];
     ck_assert_int_eq(l->kind, TL_EV_IDENTITY_LINKED);
     ck_assert_int_eq(l->platform, TL_PLATFORM_MINI_PROGRAM);
-    ck_assert(streq(l->customer_id, uc));
-    ck_assert(streq(l->u.link.linked_customer_id, oc));
+    ck_assert(tl_adapter_cases_streq(l->customer_id, uc));
+    ck_assert(tl_adapter_cases_streq(l->u.link.linked_customer_id, oc));
     ck_assert_int_eq(l->u.link.platform, TL_PLATFORM_MINI_PROGRAM);
-    ck_assert(streq(l->u.link.platform_user_id, "o"));
+    ck_assert(tl_adapter_cases_streq(l->u.link.platform_user_id, "o"));
     ck_assert_int_eq(l->u.link.evidence, TL_EVIDENCE_UNIONID);
-    ck_assert(streq(l->u.link.evidence_value, "u-9"));
-    ck_assert(streq(l->idempotency_key, "mini_program:unionid:o:u-9"));
+    ck_assert(tl_adapter_cases_streq(l->u.link.evidence_value, "u-9"));
+    ck_assert(tl_adapter_cases_streq(l->idempotency_key, "mini_program:unionid:o:u-9"));
     tl_adapter_sub_id(ctx.event_id, TL_MINI_PROGRAM_LINK_ID, id);
-    ck_assert(streq(l->event_id, id));
-    ck_assert(streq(out.ev[1].customer_id, uc));
+    ck_assert(tl_adapter_cases_streq(l->event_id, id));
+    ck_assert(tl_adapter_cases_streq(out.ev[1].customer_id, uc));
     tl_mini_program_out_close(&out);
 }
 END_TEST
@@ -104,17 +101,9 @@ START_TEST(mini_program_no_link_once_index_agrees) {
 }
 END_TEST
 
-typedef struct bad_case {
-    const char *name;
-    const char *body;
-    int status;
-    const char *type;
-    const char *field;
-} bad_case_t;
-
 #define T "\"sent_at\":1700000000000,\"text\":\"x\""
 
-static const bad_case_t bad_cases[] = {
+static const tl_adapter_case_t bad_cases[] = {
     {"malformed", "{\"openid\":", 400, "malformed-json", ""},
     {"array", "[]", 400, "malformed-json", ""},
     {"invalid utf-8", "{\"openid\":\"\xed\xa0\x80\"}", 400, "invalid-utf8", ""},
@@ -137,13 +126,11 @@ static const bad_case_t bad_cases[] = {
 };
 
 START_TEST(mini_program_bad_input_gets_precise_problem) {
-    const bad_case_t *c = &bad_cases[_i];
+    const tl_adapter_case_t *c = &bad_cases[_i];
     tl_problem_t pb;
     int status = parse(c->body, &pb);
     tl_mini_program_out_close(&out);
-    ck_assert_msg(status == c->status, "%s: status %d, want %d (%s)", c->name, status, c->status, pb.detail);
-    ck_assert_msg(strcmp(pb.type, c->type) == 0, "%s: type %s, want %s", c->name, pb.type, c->type);
-    ck_assert_msg(strcmp(pb.field, c->field) == 0, "%s: field \"%s\", want \"%s\"", c->name, pb.field, c->field);
+    tl_adapter_cases_check(c, status, &pb);
 }
 END_TEST
 
@@ -171,7 +158,7 @@ Suite *tl_mini_program_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_loop_test(tc, mini_program_bad_input_gets_precise_problem, 0,
-                        (int)(sizeof bad_cases / sizeof *bad_cases));
+                        TL_ADAPTER_CASES_COUNT(bad_cases));
     tcase_add_test(tc, mini_program_openid_over_limit_is_refused);
     suite_add_tcase(s, tc);
     return s;

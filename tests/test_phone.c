@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapter_cases.h"
 #include "error.h"
 #include "phone.h"
 #include "suites.h"
@@ -24,10 +25,6 @@ static int parse(const char *body, tl_phone_out_t *out, tl_event_t *ev, tl_probl
     return tl_phone_parse(&conf, &ctx, body, strlen(body), out, ev, pb);
 }
 
-static int streq(tl_str_t s, const char *want) {
-    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
-}
-
 START_TEST(phone_segment_becomes_transcript_segment) {
     tl_phone_out_t out;
     tl_event_t ev;
@@ -38,24 +35,24 @@ START_TEST(phone_segment_becomes_transcript_segment) {
                            "\"confidence\":0.93,\"call_started_at\":1699999900000}", &out, &ev, &pb), 0);
     ck_assert_int_eq(ev.kind, TL_EV_TRANSCRIPT_SEGMENT);
     ck_assert_int_eq(ev.platform, TL_PLATFORM_PHONE);
-    ck_assert(streq(ev.tenant_id, "acme"));
-    ck_assert(streq(ev.platform_user_id, "+8613800138000"));
-    ck_assert(streq(ev.idempotency_key, "phone:c-20231114-0042:3"));
-    ck_assert(streq(ev.event_id, ctx.event_id));
-    ck_assert(streq(ev.trace_id, "trace-4"));
+    ck_assert(tl_adapter_cases_streq(ev.tenant_id, "acme"));
+    ck_assert(tl_adapter_cases_streq(ev.platform_user_id, "+8613800138000"));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "phone:c-20231114-0042:3"));
+    ck_assert(tl_adapter_cases_streq(ev.event_id, ctx.event_id));
+    ck_assert(tl_adapter_cases_streq(ev.trace_id, "trace-4"));
     ck_assert_int_eq(ev.occurred_at, 1699999912000LL);
     ck_assert_int_eq(ev.received_at, NOW);
     const tl_transcript_segment_t *t = &ev.u.transcript;
-    ck_assert(streq(t->call_id, "c-20231114-0042"));
+    ck_assert(tl_adapter_cases_streq(t->call_id, "c-20231114-0042"));
     ck_assert_int_eq(t->start_ms, 12000);
     ck_assert_int_eq(t->end_ms, 15500);
     ck_assert_int_eq(t->speaker, TL_SPEAKER_CUSTOMER);
-    ck_assert(streq(t->text, "我的快递三天了还没到"));
+    ck_assert(tl_adapter_cases_streq(t->text, "我的快递三天了还没到"));
     ck_assert(t->confidence > 0.929f && t->confidence < 0.931f);
-    ck_assert(streq(t->caller_number, "+8613800138000"));
+    ck_assert(tl_adapter_cases_streq(t->caller_number, "+8613800138000"));
     char want[40];
     tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_PHONE, TL_STR("+8613800138000"), want);
-    ck_assert(streq(ev.customer_id, want));
+    ck_assert(tl_adapter_cases_streq(ev.customer_id, want));
     tl_phone_out_close(&out);
 }
 END_TEST
@@ -72,11 +69,11 @@ START_TEST(phone_seq_and_integer_segment_ids_make_the_same_key) {
                            "\"caller_number\":\"13800138000\",\"speaker\":\"agent\",\"start_ms\":0,"
                            "\"end_ms\":0,\"text\":\"您好\",\"confidence\":0,"
                            "\"call_started_at\":1700000000000}", &o2, &e2, &pb), 0);
-    ck_assert(streq(e1.idempotency_key, "phone:c-1:7"));
-    ck_assert(streq(e2.idempotency_key, "phone:c-1:7"));
+    ck_assert(tl_adapter_cases_streq(e1.idempotency_key, "phone:c-1:7"));
+    ck_assert(tl_adapter_cases_streq(e2.idempotency_key, "phone:c-1:7"));
     ck_assert_int_eq(e1.u.transcript.speaker, TL_SPEAKER_AGENT);
     /* An agent's words belong to the caller's customer too. */
-    ck_assert(streq(e1.platform_user_id, "+8613800138000"));
+    ck_assert(tl_adapter_cases_streq(e1.platform_user_id, "+8613800138000"));
     ck_assert_int_eq(e1.occurred_at, 1700000000000LL);
     tl_phone_out_close(&o1);
     tl_phone_out_close(&o2);
@@ -98,7 +95,7 @@ START_TEST(phone_one_caller_is_one_customer_however_the_number_is_written) {
         tl_event_t ev;
         tl_problem_t pb;
         ck_assert_msg(parse(body, &out, &ev, &pb) == 0, "%s: %s", forms[i], pb.detail);
-        ck_assert_msg(streq(ev.platform_user_id, "+8613800138000"), "%s", forms[i]);
+        ck_assert_msg(tl_adapter_cases_streq(ev.platform_user_id, "+8613800138000"), "%s", forms[i]);
         if (!first[0]) memcpy(first, out.base.customer_id, sizeof first);
         ck_assert_str_eq(out.base.customer_id, first);
         tl_phone_out_close(&out);
@@ -196,17 +193,11 @@ END_TEST
 
 /* ---- bad bodies ------------------------------------------------------- */
 
-typedef struct bad_case {
-    const char *name, *body;
-    int status;
-    const char *type, *field;
-} bad_case_t;
-
 #define SEG(pre, post) "{\"tenant_id\":\"acme\"," pre "\"speaker\":\"customer\",\"start_ms\":100," \
     "\"end_ms\":200,\"text\":\"t\",\"confidence\":0.5,\"call_started_at\":1700000000000" post "}"
 #define OK_IDS "\"call_id\":\"c\",\"segment_id\":\"1\",\"caller_number\":\"13800138000\","
 
-static const bad_case_t bad_cases[] = {
+static const tl_adapter_case_t bad_cases[] = {
     {"malformed", "{\"tenant_id\":", 400, "malformed-json", ""},
     {"not an object", "\"x\"", 400, "malformed-json", ""},
     {"invalid utf-8", "{\"text\":\"\xe4\xbd\"}", 400, "invalid-utf8", ""},
@@ -273,15 +264,13 @@ static const bad_case_t bad_cases[] = {
 };
 
 START_TEST(phone_bad_input_gets_precise_problem) {
-    const bad_case_t *c = &bad_cases[_i];
+    const tl_adapter_case_t *c = &bad_cases[_i];
     tl_phone_out_t out;
     tl_event_t ev;
     tl_problem_t pb;
     int status = parse(c->body, &out, &ev, &pb);
     tl_phone_out_close(&out);
-    ck_assert_msg(status == c->status, "%s: status %d, want %d (%s)", c->name, status, c->status, pb.detail);
-    ck_assert_msg(strcmp(pb.type, c->type) == 0, "%s: type %s, want %s", c->name, pb.type, c->type);
-    ck_assert_msg(strcmp(pb.field, c->field) == 0, "%s: field \"%s\", want \"%s\"", c->name, pb.field, c->field);
+    tl_adapter_cases_check(c, status, &pb);
 }
 END_TEST
 
@@ -307,13 +296,13 @@ Suite *tl_phone_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("e164");
     tcase_add_loop_test(tc, phone_numbers_become_e164, 0,
-                        (int)(sizeof e164_cases / sizeof *e164_cases));
+                        TL_ADAPTER_CASES_COUNT(e164_cases));
     tcase_add_test(tc, phone_conf_takes_a_country_code);
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_loop_test(tc, phone_bad_input_gets_precise_problem, 0,
-                        (int)(sizeof bad_cases / sizeof *bad_cases));
+                        TL_ADAPTER_CASES_COUNT(bad_cases));
     suite_add_tcase(s, tc);
     return s;
 }

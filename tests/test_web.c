@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapter_cases.h"
 #include "suites.h"
 #include "web.h"
 
@@ -13,10 +14,6 @@ static const tl_adapter_ctx_t ctx = {NOW, "018bcfe5-6800-7000-8000-000000000001"
 static int parse(const char *body, tl_adapter_out_t *out, tl_event_t *ev, tl_problem_t *pb) {
     memset(out, 0, sizeof *out);
     return tl_web_parse(&ctx, body, strlen(body), out, ev, pb);
-}
-
-static int streq(tl_str_t s, const char *want) {
-    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
 }
 
 START_TEST(web_message_becomes_message_received) {
@@ -32,20 +29,20 @@ START_TEST(web_message_becomes_message_received) {
     ck_assert_int_eq(parse(body, &out, &ev, &pb), 0);
     ck_assert_int_eq(ev.kind, TL_EV_MESSAGE_RECEIVED);
     ck_assert_int_eq(ev.platform, TL_PLATFORM_WEB);
-    ck_assert(streq(ev.tenant_id, "acme"));
-    ck_assert(streq(ev.platform_user_id, "v-1"));
-    ck_assert(streq(ev.idempotency_key, "web:m-9"));
-    ck_assert(streq(ev.event_id, ctx.event_id));
-    ck_assert(streq(ev.trace_id, "trace-1"));
+    ck_assert(tl_adapter_cases_streq(ev.tenant_id, "acme"));
+    ck_assert(tl_adapter_cases_streq(ev.platform_user_id, "v-1"));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "web:m-9"));
+    ck_assert(tl_adapter_cases_streq(ev.event_id, ctx.event_id));
+    ck_assert(tl_adapter_cases_streq(ev.trace_id, "trace-1"));
     ck_assert_int_eq(ev.occurred_at, 1699999999000LL);
     ck_assert_int_eq(ev.received_at, NOW);
-    ck_assert(streq(ev.u.message.text, "请问这件衬衫有L码吗？"));
-    ck_assert(streq(ev.u.message.entry_point, "product-detail:SKU-1"));
-    ck_assert(streq(ev.u.message.device_id, "d-7"));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.text, "请问这件衬衫有L码吗？"));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.entry_point, "product-detail:SKU-1"));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.device_id, "d-7"));
     ck_assert_uint_eq(ev.u.message.attachments.n, 1);
     const tl_attachment_t *a = &ev.u.message.attachments.v[0];
-    ck_assert(streq(a->url, "https://cdn.example/a.png"));
-    ck_assert(streq(a->mime, "image/png"));
+    ck_assert(tl_adapter_cases_streq(a->url, "https://cdn.example/a.png"));
+    ck_assert(tl_adapter_cases_streq(a->mime, "image/png"));
     ck_assert_int_eq(a->bytes, 2048);
     ck_assert(a->has_width && a->width == 640 && a->has_height && a->height == 480);
     ck_assert_int_eq(ev.customer_id.len, 36);
@@ -71,15 +68,7 @@ START_TEST(web_customer_id_is_deterministic_per_tenant_and_visitor) {
 }
 END_TEST
 
-typedef struct bad_case {
-    const char *name;
-    const char *body;
-    int status;
-    const char *type;
-    const char *field;
-} bad_case_t;
-
-static const bad_case_t bad_cases[] = {
+static const tl_adapter_case_t bad_cases[] = {
     {"malformed", "{\"tenant_id\":", 400, "malformed-json", ""},
     {"not an object", "[1,2]", 400, "malformed-json", ""},
     {"invalid utf-8", "{\"tenant_id\":\"a\xff\"}", 400, "invalid-utf8", ""},
@@ -112,15 +101,13 @@ static const bad_case_t bad_cases[] = {
 };
 
 START_TEST(web_bad_input_gets_precise_problem) {
-    const bad_case_t *c = &bad_cases[_i];
+    const tl_adapter_case_t *c = &bad_cases[_i];
     tl_adapter_out_t out;
     tl_event_t ev;
     tl_problem_t pb;
     int status = parse(c->body, &out, &ev, &pb);
     tl_adapter_out_close(&out);
-    ck_assert_msg(status == c->status, "%s: status %d, want %d (%s)", c->name, status, c->status, pb.detail);
-    ck_assert_msg(strcmp(pb.type, c->type) == 0, "%s: type %s, want %s", c->name, pb.type, c->type);
-    ck_assert_msg(strcmp(pb.field, c->field) == 0, "%s: field \"%s\", want \"%s\"", c->name, pb.field, c->field);
+    tl_adapter_cases_check(c, status, &pb);
 }
 END_TEST
 
@@ -148,7 +135,7 @@ Suite *tl_web_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_loop_test(tc, web_bad_input_gets_precise_problem, 0,
-                        (int)(sizeof bad_cases / sizeof *bad_cases));
+                        TL_ADAPTER_CASES_COUNT(bad_cases));
     tcase_add_test(tc, web_text_over_limit_is_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "adapter_cases.h"
 #include "error.h"
 #include "suites.h"
 #include "wechat.h"
@@ -34,10 +35,6 @@ static void setup(void) {
 static void teardown(void) {
     tl_wechat_conf_close(&plain_conf);
     tl_wechat_conf_close(&safe_conf);
-}
-
-static int streq(tl_str_t s, const char *want) {
-    return s.ptr && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
 }
 
 /* Reads tests/data/wechat/<name>; NUL-terminated, caller frees. */
@@ -188,32 +185,32 @@ static void check_good(const good_case_t *c, const tl_event_t *ev) {
     tl_adapter_customer_id(TL_STR("acme"), TL_PLATFORM_WECHAT, TL_STR(OPENID), want_customer);
     ck_assert_int_eq(ev->kind, c->kind);
     ck_assert_int_eq(ev->platform, TL_PLATFORM_WECHAT);
-    ck_assert(streq(ev->tenant_id, "acme"));
-    ck_assert(streq(ev->platform_user_id, OPENID));
-    ck_assert(streq(ev->customer_id, want_customer));
-    ck_assert_msg(streq(ev->idempotency_key, c->key), "%s: key %.*s", c->fixture,
+    ck_assert(tl_adapter_cases_streq(ev->tenant_id, "acme"));
+    ck_assert(tl_adapter_cases_streq(ev->platform_user_id, OPENID));
+    ck_assert(tl_adapter_cases_streq(ev->customer_id, want_customer));
+    ck_assert_msg(tl_adapter_cases_streq(ev->idempotency_key, c->key), "%s: key %.*s", c->fixture,
                   (int)ev->idempotency_key.len, ev->idempotency_key.ptr);
-    ck_assert(streq(ev->event_id, ctx.event_id));
-    ck_assert(streq(ev->trace_id, "trace-1"));
+    ck_assert(tl_adapter_cases_streq(ev->event_id, ctx.event_id));
+    ck_assert(tl_adapter_cases_streq(ev->trace_id, "trace-1"));
     ck_assert_int_eq(ev->occurred_at, 1699999999000LL);
     ck_assert_int_eq(ev->received_at, NOW);
     if (c->kind == TL_EV_BEHAVIOR_TRACKED) {
-        ck_assert(streq(ev->u.behavior.page, "wechat-oa"));
-        ck_assert_msg(streq(ev->u.behavior.action, c->action), "%s: action %.*s", c->fixture,
+        ck_assert(tl_adapter_cases_streq(ev->u.behavior.page, "wechat-oa"));
+        ck_assert_msg(tl_adapter_cases_streq(ev->u.behavior.action, c->action), "%s: action %.*s", c->fixture,
                       (int)ev->u.behavior.action.len, ev->u.behavior.action.ptr);
         ck_assert_ptr_null(ev->u.behavior.device_id.ptr);
         return;
     }
     const tl_message_received_t *m = &ev->u.message;
-    ck_assert_msg(streq(m->text, c->text), "%s: text \"%.*s\"", c->fixture, (int)m->text.len,
+    ck_assert_msg(tl_adapter_cases_streq(m->text, c->text), "%s: text \"%.*s\"", c->fixture, (int)m->text.len,
                   m->text.ptr);
     ck_assert_ptr_null(m->entry_point.ptr);
     ck_assert_ptr_null(m->device_id.ptr);
     ck_assert_uint_eq(m->attachments.n, c->url ? 1 : 0);
     if (c->url) {
         const tl_attachment_t *a = &m->attachments.v[0];
-        ck_assert_msg(streq(a->url, c->url), "%s: url %.*s", c->fixture, (int)a->url.len, a->url.ptr);
-        ck_assert(streq(a->mime, c->mime));
+        ck_assert_msg(tl_adapter_cases_streq(a->url, c->url), "%s: url %.*s", c->fixture, (int)a->url.len, a->url.ptr);
+        ck_assert(tl_adapter_cases_streq(a->mime, c->mime));
         ck_assert_int_eq(a->bytes, 0);
         ck_assert(!a->has_width && !a->has_height);
     }
@@ -266,11 +263,11 @@ START_TEST(wechat_resent_message_keeps_idempotency_key_and_customer) {
     plain_query(&s2, "1700000005", "1938274650");
     ck_assert_int_eq(tl_wechat_parse(&plain_conf, &ctx, &s1.q, body, strlen(body), &o1, &e1, &pb), 0);
     ck_assert_int_eq(tl_wechat_parse(&plain_conf, &later, &s2.q, body, strlen(body), &o2, &e2, &pb), 0);
-    ck_assert(streq(e1.idempotency_key, "wechat:24329877421234567"));
-    ck_assert(streq(e2.idempotency_key, "wechat:24329877421234567"));
+    ck_assert(tl_adapter_cases_streq(e1.idempotency_key, "wechat:24329877421234567"));
+    ck_assert(tl_adapter_cases_streq(e2.idempotency_key, "wechat:24329877421234567"));
     ck_assert_str_eq(o1.base.customer_id, o2.base.customer_id);
-    ck_assert(!streq(e1.event_id, "018bcfe5-6800-7000-8000-000000000002"));
-    ck_assert(streq(e2.event_id, "018bcfe5-6800-7000-8000-000000000002"));
+    ck_assert(!tl_adapter_cases_streq(e1.event_id, "018bcfe5-6800-7000-8000-000000000002"));
+    ck_assert(tl_adapter_cases_streq(e2.event_id, "018bcfe5-6800-7000-8000-000000000002"));
     tl_wechat_out_close(&o1);
     tl_wechat_out_close(&o2);
     free(body);
@@ -293,10 +290,10 @@ START_TEST(wechat_events_without_msgid_are_keyed_by_user_time_and_event) {
     ck_assert_int_eq(parse_plain(sub, &o1, &e1, &pb), 0);
     ck_assert_int_eq(parse_plain(click, &o2, &e2, &pb), 0);
     ck_assert_int_eq(parse_plain(with_id, &o3, &e3, &pb), 0);
-    ck_assert(streq(e1.idempotency_key, "wechat:oA-b_c:1699999990:subscribe"));
-    ck_assert(streq(e1.u.behavior.action, "subscribe"));
-    ck_assert(streq(e2.idempotency_key, "wechat:oA-b_c:1699999990:click"));
-    ck_assert(streq(e3.idempotency_key, "wechat:77"));
+    ck_assert(tl_adapter_cases_streq(e1.idempotency_key, "wechat:oA-b_c:1699999990:subscribe"));
+    ck_assert(tl_adapter_cases_streq(e1.u.behavior.action, "subscribe"));
+    ck_assert(tl_adapter_cases_streq(e2.idempotency_key, "wechat:oA-b_c:1699999990:click"));
+    ck_assert(tl_adapter_cases_streq(e3.idempotency_key, "wechat:77"));
     tl_wechat_out_close(&o1);
     tl_wechat_out_close(&o2);
     tl_wechat_out_close(&o3);
@@ -317,8 +314,8 @@ START_TEST(wechat_location_without_label_and_link_without_description) {
                        "<MsgId>6</MsgId></xml>";
     ck_assert_int_eq(parse_plain(loc, &o1, &e1, &pb), 0);
     ck_assert_int_eq(parse_plain(link, &o2, &e2, &pb), 0);
-    ck_assert(streq(e1.u.message.text, "📍 (-33.8688,151.2093)"));
-    ck_assert(streq(e2.u.message.text, "T & C\n\nhttps://x.example/t?a=1&b=2"));
+    ck_assert(tl_adapter_cases_streq(e1.u.message.text, "📍 (-33.8688,151.2093)"));
+    ck_assert(tl_adapter_cases_streq(e2.u.message.text, "T & C\n\nhttps://x.example/t?a=1&b=2"));
     tl_wechat_out_close(&o1);
     tl_wechat_out_close(&o2);
 }
@@ -336,9 +333,9 @@ START_TEST(wechat_identifiers_are_trimmed_free_text_is_not) {
                        " <MsgId>\t9\t</MsgId>\n</xml>\n";
     int status = parse_plain(body, &out, &ev, &pb);
     ck_assert_msg(status == 0, "%d %s (%s)", status, pb.detail, pb.field);
-    ck_assert(streq(ev.platform_user_id, "oA"));
-    ck_assert(streq(ev.idempotency_key, "wechat:9"));
-    ck_assert(streq(ev.u.message.text, "  hi & bye  "));
+    ck_assert(tl_adapter_cases_streq(ev.platform_user_id, "oA"));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "wechat:9"));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.text, "  hi & bye  "));
     ck_assert_int_eq(ev.occurred_at, 1699999990000LL);
     tl_wechat_out_close(&out);
 }
@@ -365,7 +362,7 @@ START_TEST(wechat_url_verification_echoes_echostr) {
     plain_query(&sq, "1409659813", "1372623149");
     sq.q.echostr = "5838479218127813673";
     ck_assert_int_eq(tl_wechat_echo(&plain_conf, &sq.q, &echo, &pb), 0);
-    ck_assert(streq(echo, "5838479218127813673"));
+    ck_assert(tl_adapter_cases_streq(echo, "5838479218127813673"));
     /* Safe-mode accounts verify the URL the same way, in the clear. */
     ck_assert_int_eq(tl_wechat_echo(&safe_conf, &sq.q, &echo, &pb), 0);
 }
@@ -564,9 +561,7 @@ START_TEST(wechat_bad_body_gets_precise_problem) {
     int status = parse_plain(owned ? owned : c->body, &out, &ev, &pb);
     tl_wechat_out_close(&out);
     free(owned);
-    ck_assert_msg(status == c->status, "%s: status %d, want %d (%s)", c->name, status, c->status, pb.detail);
-    ck_assert_msg(strcmp(pb.type, c->type) == 0, "%s: type %s, want %s", c->name, pb.type, c->type);
-    ck_assert_msg(strcmp(pb.field, c->field) == 0, "%s: field \"%s\", want \"%s\"", c->name, pb.field, c->field);
+    tl_adapter_cases_expect(c->name, status, &pb, c->status, c->type, c->field);
 }
 END_TEST
 
@@ -631,9 +626,9 @@ START_TEST(wechat_tencent_sample_decrypts) {
     int status = tl_wechat_parse(&conf, &then, &q, body, strlen(body), &out, &ev, &pb);
     ck_assert_msg(status == 0, "%d %s %s", status, pb.type, pb.detail);
     ck_assert_int_eq(ev.kind, TL_EV_MESSAGE_RECEIVED);
-    ck_assert(streq(ev.u.message.text, "abcdteT"));
-    ck_assert(streq(ev.platform_user_id, "oyORnuP8q7ou2gfYjqLzSIWZf0rs"));
-    ck_assert(streq(ev.idempotency_key, "wechat:6054768590064713728"));
+    ck_assert(tl_adapter_cases_streq(ev.u.message.text, "abcdteT"));
+    ck_assert(tl_adapter_cases_streq(ev.platform_user_id, "oyORnuP8q7ou2gfYjqLzSIWZf0rs"));
+    ck_assert(tl_adapter_cases_streq(ev.idempotency_key, "wechat:6054768590064713728"));
     ck_assert_int_eq(ev.occurred_at, 1409735668000LL);
     tl_wechat_out_close(&out);
 
