@@ -124,13 +124,26 @@ START_TEST(verify_difference_text_names_conversation_field_and_source) {
     memset(&d, 0, sizeof d);
     strcpy(d.subject, "conversation");
     strcpy(d.id, "X");
-    strcpy(d.source, "view_agent");
+    strcpy(d.source, "conversations");
     strcpy(d.field, "version");
     strcpy(d.replay, "12");
     strcpy(d.found, "11");
-    char line[256];
+    char line[512];
     tl_verify_diff_text(&d, line, sizeof line);
-    ck_assert_str_eq(line, "conversation X: version: replay 12, view_agent 11");
+    ck_assert_str_eq(line, "conversation X: version: replay 12, conversations 11");
+    /* A view row: the view, then the row and column. */
+    strcpy(d.source, "view_wechat");
+    strcpy(d.field, "item E part 1: body.text");
+    strcpy(d.replay, "abc");
+    strcpy(d.found, "abd");
+    tl_verify_diff_text(&d, line, sizeof line);
+    ck_assert_str_eq(line, "conversation X: view_wechat: item E part 1: body.text: replay 'abc', view 'abd'");
+    strcpy(d.subject, "customer");
+    strcpy(d.id, "C");
+    strcpy(d.source, "customer_fields");
+    strcpy(d.field, "field email: value");
+    tl_verify_diff_text(&d, line, sizeof line);
+    ck_assert_str_eq(line, "customer C: customer_fields: field email: value: replay 'abc', table 'abd'");
 }
 END_TEST
 
