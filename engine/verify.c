@@ -666,6 +666,12 @@ static int vrows_digest(const vrows_t *r, char hex[TL_VERIFY_DIGEST_HEX]) {
 
 /* ---- differences --------------------------------------------------------- */
 
+static void copy_utf8(char *out, size_t n, const char *s) {
+    size_t len = tl_view_utf8_cut(s, strlen(s), n - 1);
+    memcpy(out, s, len);
+    out[len] = 0;
+}
+
 static int add_diff(tl_verify_t *v, const char *subject, const char *id, const char *customer,
                     const char *source, const char *field, const char *replay, const char *found) {
     if (v->ndiffs == v->capdiffs) {
@@ -681,9 +687,10 @@ static int add_diff(tl_verify_t *v, const char *subject, const char *id, const c
     snprintf(d->id, sizeof d->id, "%s", id);
     snprintf(d->customer, sizeof d->customer, "%s", customer ? customer : "");
     snprintf(d->source, sizeof d->source, "%s", source);
-    snprintf(d->field, sizeof d->field, "%s", field);
-    snprintf(d->replay, sizeof d->replay, "%s", replay);
-    snprintf(d->found, sizeof d->found, "%s", found);
+    /* Cut at a character boundary: the report is JSON, valid UTF-8. */
+    copy_utf8(d->field, sizeof d->field, field);
+    copy_utf8(d->replay, sizeof d->replay, replay);
+    copy_utf8(d->found, sizeof d->found, found);
     return TL_OK;
 }
 
@@ -1202,35 +1209,44 @@ static const char *col_at(const char *cols, size_t k, size_t *len) {
     return p;
 }
 
-/* Column k of a joined row into out. */
-static void vrow_col(const char *cols, size_t k, char *out, size_t n) {
-    size_t len = 0;
-    const char *p = col_at(cols, k, &len);
-    if (!p) {
-        snprintf(out, n, "(none)");
-        return;
+/* The text of x[0..lx) and y[0..ly) around where they first differ, each
+ * into n bytes: from a little before that byte ("…" when not from the
+ * start), cut at a UTF-8 character boundary ("…" when cut), so a long
+ * text differing near its end shows the difference. */
+static void excerpt(const char *x, size_t lx, const char *y, size_t ly, char *a, char *b, size_t n) {
+    size_t d = 0;
+    while (d < lx && d < ly && x[d] == y[d]) d++;
+    size_t start = d > 48 ? d - 48 : 0;
+    while (start > 0 && ((unsigned char)x[start] & 0xC0) == 0x80) start--;
+    const char *src[2] = {x, y};
+    size_t len[2] = {lx, ly};
+    char *dst[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        size_t room = n > 16 ? n - 16 : 0;
+        size_t from = start < len[i] ? start : len[i];
+        size_t take = tl_view_utf8_cut(src[i] + from, len[i] - from, room);
+        snprintf(dst[i], n, "%s%.*s%s", from ? "\xe2\x80\xa6" : "", (int)take, src[i] + from,
+                 from + take < len[i] ? "\xe2\x80\xa6" : "");
     }
-    if (len == 1 && p[0] == VNULL[0]) snprintf(out, n, "(null)");
-    else snprintf(out, n, "%.*s", (int)len, p);
 }
 
-/* A JSON value as text: a string as itself, anything else as JSON. */
-static void json_text(const json_t *j, char *out, size_t n) {
-    if (!j) {
-        snprintf(out, n, "(absent)");
-        return;
-    }
-    if (json_is_string(j)) {
-        snprintf(out, n, "%s", json_string_value(j));
-        return;
-    }
-    char *d = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    snprintf(out, n, "%s", d ? d : "?");
-    free(d);
+/* Column k of a joined row, NULL shown as "(null)", into *p / *len. */
+static void vrow_col(const char *cols, size_t k, const char **p, size_t *len) {
+    *p = col_at(cols, k, len);
+    if (!*p) *p = "(none)", *len = 6;
+    else if (*len == 1 && (*p)[0] == VNULL[0]) *p = "(null)", *len = 6;
+}
+
+/* A JSON value as text: a string as itself, anything else as JSON; a new
+ * string (NULL on allocation failure). */
+static char *json_text(const json_t *j) {
+    if (!j) return strdup("(absent)");
+    if (json_is_string(j)) return strdup(json_string_value(j));
+    return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 }
 
 /* The first body key where the JSON objects a and b differ: "body.<key>"
- * into field, the values into x and y.  0 when none does. */
+ * into field, the values (see excerpt) into x and y.  0 when none does. */
 static int body_diff(const char *a, const char *b, char *field, size_t fn, char *x, char *y, size_t n) {
     json_t *ja = json_loads(a, JSON_DECODE_ANY, NULL), *jb = json_loads(b, JSON_DECODE_ANY, NULL);
     int found = 0;
@@ -1247,8 +1263,10 @@ static int body_diff(const char *a, const char *b, char *field, size_t fn, char 
         }
         if (best) {
             snprintf(field, fn, "body.%s", best);
-            json_text(json_object_get(ja, best), x, n);
-            json_text(json_object_get(jb, best), y, n);
+            char *tx = json_text(json_object_get(ja, best)), *ty = json_text(json_object_get(jb, best));
+            excerpt(tx ? tx : "?", tx ? strlen(tx) : 1, ty ? ty : "?", ty ? strlen(ty) : 1, x, y, n);
+            free(tx);
+            free(ty);
             found = 1;
         }
     }
@@ -1261,52 +1279,69 @@ static void row_name(const vrow_t *r, char *out, size_t n) {
     snprintf(out, n, "item %s part %d", r->event_id, r->part);
 }
 
-/* Rows x (replay) and y (view) of one conversation: the first differing
- * row and column, recorded. */
+/* Row (event_id, part) of r, or NULL. */
+static const vrow_t *vrows_find(const vrows_t *r, const vrow_t *key) {
+    for (size_t i = 0; r && i < r->n; i++)
+        if (r->v[i].part == key->part && strcmp(r->v[i].event_id, key->event_id) == 0) return &r->v[i];
+    return NULL;
+}
+
+/* The first column where rows p (replay) and q (view) of the same item
+ * differ, recorded; 0 when none does. */
+static int vrow_diff(tl_verify_t *v, const char *conv, const char *customer, const vrow_t *p,
+                     const vrow_t *q, const char *table) {
+    char field[160], a[320], b[320], name[80];
+    if (strcmp(p->cols, q->cols) == 0) return 0;
+    row_name(p, name, sizeof name);
+    for (size_t k = 0; k < NVCOLS; k++) {
+        size_t la = 0, lb = 0;
+        const char *pa = col_at(p->cols, k, &la), *pb = col_at(q->cols, k, &lb);
+        if (pa && pb && la == lb && memcmp(pa, pb, la) == 0) continue;
+        const char *sa, *sb;
+        size_t na, nb;
+        vrow_col(p->cols, k, &sa, &na);
+        vrow_col(q->cols, k, &sb, &nb);
+        excerpt(sa, na, sb, nb, a, b, sizeof a);
+        if (strcmp(vcols[k], "body") == 0 && pa && pb) {
+            char bf[64];
+            if (body_diff(pa, pb, bf, sizeof bf, a, b, sizeof a)) {
+                snprintf(field, sizeof field, "%s: %s", name, bf);
+                return add_diff(v, "conversation", conv, customer, table, field, a, b) ? -1 : 1;
+            }
+        }
+        snprintf(field, sizeof field, "%s: %s", name, vcols[k]);
+        return add_diff(v, "conversation", conv, customer, table, field, a, b) ? -1 : 1;
+    }
+    return 0;
+}
+
+/* Rows x (replay) and y (view) of one conversation, whose digests differ:
+ * the first row, in view order, that is missing, extra or different, and
+ * its first differing column, recorded. */
 static int vrows_diff(tl_verify_t *v, const char *conv, const char *customer, const vrows_t *x,
                       const vrows_t *y, const char *table) {
-    char field[160], a[320], b[320], name[80];
-    size_t i = 0;
-    for (; x && y && i < x->n && i < y->n; i++) {
-        const vrow_t *p = &x->v[i], *q = &y->v[i];
-        int c = vrow_cmp(p, q);
-        if (c != 0) {
-            const vrow_t *only = c < 0 ? p : q;
-            row_name(only, name, sizeof name);
+    char field[160], name[80];
+    for (size_t i = 0; x && i < x->n; i++) {
+        const vrow_t *q = vrows_find(y, &x->v[i]);
+        if (!q) {
+            row_name(&x->v[i], name, sizeof name);
             snprintf(field, sizeof field, "%s: row", name);
-            return add_diff(v, "conversation", conv, customer, table, field, c < 0 ? "present" : "absent",
-                            c < 0 ? "missing" : "present");
+            return add_diff(v, "conversation", conv, customer, table, field, "present", "missing");
         }
-        if (strcmp(p->cols, q->cols) == 0) continue;
-        row_name(p, name, sizeof name);
-        for (size_t k = 0; k < NVCOLS; k++) {
-            vrow_col(p->cols, k, a, sizeof a);
-            vrow_col(q->cols, k, b, sizeof b);
-            /* Equal as far as shown: compare the whole column. */
-            size_t la = 0, lb = 0;
-            const char *pa = col_at(p->cols, k, &la), *pb = col_at(q->cols, k, &lb);
-            if (pa && pb && la == lb && memcmp(pa, pb, la) == 0) continue;
-            if (strcmp(vcols[k], "body") == 0) {
-                const char *pa = strrchr(p->cols, VSEP), *pb = strrchr(q->cols, VSEP);
-                char bf[64];
-                if (pa && pb && body_diff(pa + 1, pb + 1, bf, sizeof bf, a, b, sizeof a)) {
-                    snprintf(field, sizeof field, "%s: %s", name, bf);
-                    return add_diff(v, "conversation", conv, customer, table, field, a, b);
-                }
-            }
-            snprintf(field, sizeof field, "%s: %s", name, vcols[k]);
-            return add_diff(v, "conversation", conv, customer, table, field, a, b);
-        }
+        int d = vrow_diff(v, conv, customer, &x->v[i], q, table);
+        if (d) return d < 0 ? TL_ENOMEM : TL_OK;
     }
-    size_t nx = x ? x->n : 0, ny = y ? y->n : 0;
-    if (nx != ny) {
-        const vrow_t *only = nx > ny ? &x->v[i] : &y->v[i];
-        row_name(only, name, sizeof name);
+    for (size_t i = 0; y && i < y->n; i++) {
+        if (vrows_find(x, &y->v[i])) continue;
+        row_name(&y->v[i], name, sizeof name);
         snprintf(field, sizeof field, "%s: row", name);
-        return add_diff(v, "conversation", conv, customer, table, field, nx > ny ? "present" : "absent",
-                        nx > ny ? "missing" : "present");
+        return add_diff(v, "conversation", conv, customer, table, field, "absent", "present");
     }
-    return TL_OK;
+    /* Same rows, same columns, and yet another digest: a row twice. */
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%zu rows", x ? x->n : 0);
+    snprintf(b, sizeof b, "%zu rows", y ? y->n : 0);
+    return add_diff(v, "conversation", conv, customer, table, "rows", a, b);
 }
 
 /* view_<platform>: exactly the rows the replay renders, per conversation. */
