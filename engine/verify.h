@@ -36,13 +36,18 @@
  * them.  A verifier never configured compares customers and conversations
  * only.  The identities index is not compared: docs/audit.md says why.
  *
- * Each PostgreSQL comparator is one entry of a table in verify.c, so a
- * view's exact rendering check is one more function.
+ * The views are recomputed rather than checked for plausibility because
+ * the render is pure (view.h): the same Change, event and profile give the
+ * same rows byte for byte, so any difference is a lost, repeated or
+ * corrupted write.  The price is memory: a configured verifier keeps every
+ * rendered row of every view until it compares (about the size of the
+ * views' bodies), which is what a verify of the whole log costs.
  *
  * Digests.  Every replayed customer and conversation gets a SHA-256 over a
- * canonical text rendering (tl_verify_render_conversation); the same
- * rendering of what PostgreSQL holds must give the same digest.  Digests
- * decide agreement; the field comparison only explains a disagreement.
+ * canonical text rendering (tl_verify_render_conversation), and every
+ * conversation one per view over its rows; the same rendering of what
+ * PostgreSQL holds must give the same digest.  Digests decide agreement;
+ * the field comparison only explains a disagreement.
  *
  * Threads: one tl_verify_t belongs to one thread.
  */
