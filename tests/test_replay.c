@@ -351,6 +351,9 @@ static void rp_verify_names(const char *conv, const char *source, const char *fi
     st = rp_cmd("verify", NULL);
     RP_ASSERT(st == 1 && strstr(rp.out, conv) && strstr(rp.out, source), "text verify does not name %s in %s",
               conv, source);
+    const char *line = strstr(rp.out, "DIFFERS ");
+    printf("replay: %.*s\n", line ? (int)strcspn(line, "\n") : 4, line ? line : "none");
+    fflush(stdout);
 }
 
 /* ------------------------------------------------------------------ tests */
