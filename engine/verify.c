@@ -268,7 +268,10 @@ static void platform_bits_text(uint32_t bits, char *out, size_t n) {
 
 int tl_verify_configure(tl_verify_t *v, const tl_fold_t *fold, const tl_profile_t *const *profiles,
                         size_t n) {
-    if (n > TL_VERIFY_MAX_VIEWS) return TL_EINVAL;
+    if (!fold || n > TL_VERIFY_MAX_VIEWS) return TL_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (profiles[i]->platform == profiles[j]->platform) return TL_EINVAL;
     if (!v->fco && !(v->fco = malloc(sizeof *v->fco))) return TL_ENOMEM;
     v->fold = fold;
     v->nviews = n;

@@ -112,8 +112,8 @@ void tl_verify_free(tl_verify_t *v);
  * and the unified tables when one of them is the agent view.  fold is the
  * fold the replay applies to: tl_verify_observe reads it right after each
  * apply, as the fold worker does, to rebuild the Change's fold changes.
- * Call it before the first observe.  TL_EINVAL (too many views),
- * TL_ENOMEM.  Owner thread. */
+ * Call it before the first observe.  TL_EINVAL (no fold, too many views,
+ * a platform twice), TL_ENOMEM.  Owner thread. */
 int tl_verify_configure(tl_verify_t *v, const tl_fold_t *fold, const tl_profile_t *const *profiles,
                         size_t n);
 

@@ -320,6 +320,9 @@ START_TEST(verify_views_render_with_the_configured_profiles) {
     }
     ck_assert_int_eq(tl_verify_configure(v[0] = tl_verify_new(), f, (const tl_profile_t *const *)pf, NV + 1),
                      TL_EINVAL);
+    const tl_profile_t *twice[] = {pf[0], pf[0]};
+    ck_assert_int_eq(tl_verify_configure(v[0], f, twice, 2), TL_EINVAL);
+    ck_assert_int_eq(tl_verify_configure(v[0], NULL, (const tl_profile_t *const *)pf, NV), TL_EINVAL);
     tl_verify_free(v[0]);
     tl_fold_free(f);
     for (int i = 0; i < NV; i++) tl_profile_free(pf[i]);
