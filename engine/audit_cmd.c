@@ -20,6 +20,8 @@
 #include "error.h"
 #include "log.h"
 #include "pg.h"
+#include "profile.h"
+#include "projection.h"
 #include "replay.h"
 #include "verify.h"
 
@@ -185,6 +187,24 @@ int tl_audit_cmd_replay(const tl_config_t *cfg) {
 
 /* ---- verify --------------------------------------------------------------- */
 
+/* The profiles of --views, loaded as serve loads them (--profiles), into
+ * pf[0..*n).  Returns 0, or exit code 2 with the error printed. */
+static int verify_profiles(const tl_config_t *cfg, tl_profile_t **pf, size_t *n) {
+    tl_platform_t views[TL_PLATFORM__COUNT];
+    char err[512];
+    *n = 0;
+    size_t nv = 0;
+    int rc = tl_projection_parse_views(cfg->views, views, &nv, err, sizeof err);
+    for (size_t i = 0; i < nv && rc == TL_OK && i < TL_VERIFY_MAX_VIEWS; i++) {
+        if ((rc = tl_profile_load(cfg->profiles, views[i], &pf[i], err, sizeof err)) == TL_OK) (*n)++;
+    }
+    if (rc) {
+        fprintf(stderr, "threadline verify: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
 int tl_audit_cmd_verify(const tl_config_t *cfg) {
     char err[512];
     cmd_ctx_t c;
@@ -198,7 +218,16 @@ int tl_audit_cmd_verify(const tl_config_t *cfg) {
     tl_verify_t *v = tl_verify_new();
     PGconn *pg = NULL;
     tl_replay_stats_t st;
+    tl_profile_t *pf[TL_VERIFY_MAX_VIEWS] = {0};
+    size_t npf = 0;
     if (!v) {
+        rc = 2;
+        goto out;
+    }
+    /* Only the views serve runs (--views) hold rows, rendered with the
+     * same profiles (--profiles). */
+    if ((rc = verify_profiles(cfg, pf, &npf))) goto out;
+    if (tl_verify_configure(v, c.fold, (const tl_profile_t *const *)pf, npf)) {
         rc = 2;
         goto out;
     }
@@ -251,6 +280,7 @@ int tl_audit_cmd_verify(const tl_config_t *cfg) {
 out:
     if (pg) PQfinish(pg);
     tl_verify_free(v);
+    for (size_t i = 0; i < npf; i++) tl_profile_free(pf[i]);
     cmd_close(&c);
     return rc;
 }

@@ -58,7 +58,7 @@ struct tl_fold_worker {
     uint64_t stamp;             /* batches processed: the residency clock */
     int64_t *state_offsets;     /* per touched index: offset of its .state record */
     rd_kafka_t *restorer;       /* reads single evicted states back */
-    struct fold_out *fold_out;  /* the Change's fold_changes, per event */
+    tl_fold_change_out_t *fold_out; /* the Change's fold_changes, per event */
 };
 
 /* Drops every state and what we knew of where they are. */
@@ -240,13 +240,8 @@ static const char *const ignore_names[] = {
  * value, and every candidate of a conflict.  Arrays are sized by the
  * fold's own bounds; strings point into the fold (valid until the next
  * apply). */
-typedef struct fold_out {
-    tl_change_fold_t fc[2 * TL_FOLD_MAX_FIELDS + 2 * TL_FOLD_MAX_CONFLICTS + TL_FOLD_MAX_LINKS + 8];
-    tl_change_candidate_t cand[TL_FOLD_MAX_CONFLICTS + 4][TL_FOLD_MAX_CANDIDATES];
-} fold_out_t;
-
 static size_t describe_changes(const tl_fold_t *fold, const tl_event_t *ev, const tl_fold_result_t *res,
-                               fold_out_t *o) {
+                               tl_fold_change_out_t *o) {
     size_t n = 0, nconf = 0;
     const size_t cap = sizeof o->fc / sizeof *o->fc, capc = sizeof o->cand / sizeof *o->cand;
     for (size_t i = 0; i < res->nchanges && n < cap; i++) {
@@ -292,6 +287,29 @@ static size_t describe_changes(const tl_fold_t *fold, const tl_event_t *ev, cons
     return n;
 }
 
+void tl_fold_worker_change(const tl_fold_t *fold, const tl_event_t *ev, const tl_fold_result_t *res,
+                           int32_t partition, int64_t offset, tl_str_t payload, tl_fold_change_out_t *o,
+                           tl_change_t *ch) {
+    *ch = (tl_change_t){
+        .event_id = ev->event_id, .tenant_id = ev->tenant_id, .customer_id = ev->customer_id,
+        .source_partition = partition, .source_offset = offset,
+        .customer_version = res->customer_version,
+        .conversation_id = res->conversation_id[0] ? (tl_str_t){res->conversation_id, strlen(res->conversation_id)}
+                                                   : TL_STR_NULL,
+        .conversation_version = res->conversation_version,
+        .conversation_opened = res->conversation_opened,
+        .effective_ts = res->effective_ts, .duplicate = res->duplicate,
+        .event = payload,
+    };
+    if (!res->duplicate && res->ignored != TL_FOLD_IGNORE_NONE &&
+        (size_t)res->ignored < sizeof ignore_names / sizeof *ignore_names)
+        ch->ignored = (tl_str_t){ignore_names[res->ignored], strlen(ignore_names[res->ignored])};
+    if (!res->duplicate) {
+        ch->fold_changes = o->fc;
+        ch->nfold_changes = describe_changes(fold, ev, res, o);
+    }
+}
+
 /* Folds one record; returns 0 or an error that must abort the batch. */
 static int fold_one(tl_fold_worker_t *w, int idx) {
     rd_kafka_message_t *m = w->batch[idx];
@@ -319,24 +337,9 @@ static int fold_one(tl_fold_worker_t *w, int idx) {
     if (rc) return rc;
     tl_metric_add(res.duplicate ? TL_M_fold_duplicates_total : TL_M_fold_events_total, 1);
 
-    tl_change_t ch = {
-        .event_id = ev.event_id, .tenant_id = ev.tenant_id, .customer_id = ev.customer_id,
-        .source_partition = m->partition, .source_offset = m->offset,
-        .customer_version = res.customer_version,
-        .conversation_id = res.conversation_id[0] ? (tl_str_t){res.conversation_id, strlen(res.conversation_id)}
-                                                  : TL_STR_NULL,
-        .conversation_version = res.conversation_version,
-        .conversation_opened = res.conversation_opened,
-        .effective_ts = res.effective_ts, .duplicate = res.duplicate,
-        .event = {m->payload, m->len},
-    };
-    if (!res.duplicate && res.ignored != TL_FOLD_IGNORE_NONE &&
-        (size_t)res.ignored < sizeof ignore_names / sizeof *ignore_names)
-        ch.ignored = (tl_str_t){ignore_names[res.ignored], strlen(ignore_names[res.ignored])};
-    if (!res.duplicate) {
-        ch.fold_changes = w->fold_out->fc;
-        ch.nfold_changes = describe_changes(w->fold, &ev, &res, w->fold_out);
-    }
+    tl_change_t ch;
+    tl_fold_worker_change(w->fold, &ev, &res, m->partition, m->offset, (tl_str_t){m->payload, m->len},
+                          w->fold_out, &ch);
     tl_buf_reset(&w->buf);
     if ((rc = tl_change_encode(w->ch_codec, &ch, &w->buf))) return rc;
     if ((rc = produce(w, TL_TOPIC_CHANGES, m->partition, ev.customer_id, NULL))) return rc;

@@ -14,7 +14,9 @@
 #ifndef TL_FOLD_WORKER_H
 #define TL_FOLD_WORKER_H
 
+#include "change.h"
 #include "config.h"
+#include "fold.h"
 #include "kafka.h"
 
 typedef struct tl_fold_worker tl_fold_worker_t;
@@ -30,5 +32,23 @@ int tl_fold_worker_failed(const tl_fold_worker_t *w);
 /* Asks the worker to finish its batch, leave the group and exit; joins and
  * frees.  NULL ok.  Not from the worker's thread. */
 void tl_fold_worker_stop(tl_fold_worker_t *w);
+
+/* Room for one Change's fold_changes and the candidates of its conflicts,
+ * sized by the fold's own bounds. */
+typedef struct tl_fold_change_out {
+    tl_change_fold_t fc[2 * TL_FOLD_MAX_FIELDS + 2 * TL_FOLD_MAX_CONFLICTS + TL_FOLD_MAX_LINKS + 8];
+    tl_change_candidate_t cand[TL_FOLD_MAX_CONFLICTS + 4][TL_FOLD_MAX_CANDIDATES];
+} tl_fold_change_out_t;
+
+/* Fills *ch with the Change the worker writes for ev, read at
+ * partition/offset with the bytes payload, right after tl_fold_apply gave
+ * res: the origin of a field's current value and every candidate of a
+ * conflict are read from fold, so call it before the next apply.  Strings
+ * point into ev, res, fold, payload and *o (which must outlive *ch).  The
+ * replay builds the same Change with it to recompute the projections.
+ * Cannot fail.  The fold's thread. */
+void tl_fold_worker_change(const tl_fold_t *fold, const tl_event_t *ev, const tl_fold_result_t *res,
+                           int32_t partition, int64_t offset, tl_str_t payload, tl_fold_change_out_t *o,
+                           tl_change_t *ch);
 
 #endif

@@ -12,6 +12,9 @@
  * traffic is a fraction of the event rate (one upsert per applied event,
  * a few per link), and plain parameterised statements keep the "a seen row
  * never overwrites an active link" rule in one readable WHERE clause.
+ * Which statements a Change means is a pure function (tl_identity_ops), so
+ * the rule "a link the fold ignored changes nothing" is tested without a
+ * database.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -501,29 +504,42 @@ static const char *evidence_name(tl_evidence_t e) {
     return (unsigned)e <= TL_EVIDENCE_OTHER ? names[e] : "OTHER";
 }
 
-/* What one applied event means for the index. */
-static int apply_event(tl_identity_writer_t *w, const tl_event_t *ev) {
-    int rc;
+static tl_identity_op_t *op_add(tl_identity_op_t *ops, size_t *n, tl_identity_op_kind_t kind,
+                                const tl_str_t *args, int nargs) {
+    tl_identity_op_t *o = &ops[(*n)++];
+    o->kind = kind;
+    o->nargs = nargs;
+    for (int i = 0; i < nargs; i++) o->args[i] = args[i];
+    return o;
+}
+
+size_t tl_identity_ops(const tl_change_t *ch, const tl_event_t *ev, tl_identity_op_t ops[TL_IDENTITY_MAX_OPS]) {
+    size_t n = 0;
+    if (ch->duplicate) return 0;
+    int link = ev->kind == TL_EV_IDENTITY_LINKED, unlink = ev->kind == TL_EV_IDENTITY_UNLINKED;
+    /* The fold applied the link without effect: neither the link nor the
+     * identity that asked for it is recorded. */
+    if ((link || unlink) && ch->ignored.ptr) return 0;
     /* Engine notices (the absorbed side of a link) and agent actions name
      * no platform identity. */
-    if (ev->platform == TL_PLATFORM_SYSTEM || ev->platform == TL_PLATFORM_AGENT) return TL_OK;
+    if (ev->platform == TL_PLATFORM_SYSTEM || ev->platform == TL_PLATFORM_AGENT) return 0;
     if (ev->platform_user_id.ptr && ev->platform_user_id.len) {
         tl_str_t a[] = {ev->tenant_id, cstr(tl_platform_slug(ev->platform)), ev->platform_user_id,
                         ev->customer_id, ev->event_id};
-        if ((rc = exec_strs(w->pg, seen_sql, a, 5))) return rc;
+        op_add(ops, &n, TL_IDENTITY_OP_SEEN, a, 5);
     }
-    if (ev->kind == TL_EV_IDENTITY_LINKED) {
+    if (link) {
         const tl_identity_linked_t *l = &ev->u.link;
         tl_str_t other = l->linked_customer_id;
         if (!other.ptr || (other.len == ev->customer_id.len &&
                            memcmp(other.ptr, ev->customer_id.ptr, other.len) == 0))
-            return TL_OK;   /* a self-link changes nothing (the fold ignores it too) */
+            return n;   /* a self-link changes nothing (the fold ignores it too) */
         tl_str_t evn = cstr(evidence_name(l->evidence));
-        tl_str_t a[] = {ev->tenant_id, cstr(tl_platform_slug(l->platform)), l->platform_user_id,
-                        ev->customer_id, evn, l->evidence_value, other, ev->event_id};
-        if (l->platform_user_id.ptr && l->platform_user_id.len &&
-            (rc = exec_strs(w->pg, link_sql, a, 8)))
-            return rc;
+        if (l->platform_user_id.ptr && l->platform_user_id.len) {
+            tl_str_t a[] = {ev->tenant_id, cstr(tl_platform_slug(l->platform)), l->platform_user_id,
+                            ev->customer_id, evn, l->evidence_value, other, ev->event_id};
+            op_add(ops, &n, TL_IDENTITY_OP_LINK, a, 8);
+        }
         const char *kind = tl_identity_evidence_kind(l->evidence);
         tl_str_t value = l->evidence_value;
         if (l->evidence == TL_EVIDENCE_VERIFIED_PHONE && (!value.ptr || !value.len) &&
@@ -532,15 +548,32 @@ static int apply_event(tl_identity_writer_t *w, const tl_event_t *ev) {
         if (kind && value.ptr && value.len) {
             tl_str_t b[] = {ev->tenant_id, cstr(kind), value, ev->customer_id, evn,
                             l->evidence_value, other, ev->event_id};
-            if ((rc = exec_strs(w->pg, link_sql, b, 8))) return rc;
+            op_add(ops, &n, TL_IDENTITY_OP_LINK, b, 8);
         }
         tl_str_t m[] = {ev->tenant_id, other, ev->customer_id, evn, ev->event_id};
-        return exec_strs(w->pg, merge_sql, m, 5);
+        op_add(ops, &n, TL_IDENTITY_OP_MERGE, m, 5);
+        return n;
     }
-    if (ev->kind == TL_EV_IDENTITY_UNLINKED && ev->u.unlink.linked_customer_id.ptr) {
+    if (unlink && ev->u.unlink.linked_customer_id.ptr) {
         tl_str_t a[] = {ev->tenant_id, ev->customer_id, ev->u.unlink.linked_customer_id};
-        if ((rc = exec_strs(w->pg, unlink_rows_sql, a, 3))) return rc;
-        return exec_strs(w->pg, unlink_merge_sql, a, 3);
+        op_add(ops, &n, TL_IDENTITY_OP_UNLINK_ROWS, a, 3);
+        op_add(ops, &n, TL_IDENTITY_OP_UNLINK_MERGE, a, 3);
+    }
+    return n;
+}
+
+/* What one Change means for the index. */
+static int apply_event(tl_identity_writer_t *w, const tl_change_t *ch, const tl_event_t *ev) {
+    tl_identity_op_t ops[TL_IDENTITY_MAX_OPS];
+    size_t n = tl_identity_ops(ch, ev, ops);
+    for (size_t i = 0; i < n; i++) {
+        const char *q = ops[i].kind == TL_IDENTITY_OP_SEEN          ? seen_sql
+                        : ops[i].kind == TL_IDENTITY_OP_LINK        ? link_sql
+                        : ops[i].kind == TL_IDENTITY_OP_MERGE       ? merge_sql
+                        : ops[i].kind == TL_IDENTITY_OP_UNLINK_ROWS ? unlink_rows_sql
+                                                                    : unlink_merge_sql;
+        int rc = exec_strs(w->pg, q, ops[i].args, ops[i].nargs);
+        if (rc) return rc;
     }
     return TL_OK;
 }
@@ -559,7 +592,7 @@ static int apply_change(tl_identity_writer_t *w, const rd_kafka_message_t *m) {
                  (long long)m->offset);
         return TL_OK;
     }
-    return apply_event(w, &ev);
+    return apply_event(w, &ch, &ev);
 }
 
 static int write_batch(tl_identity_writer_t *w, int n) {

@@ -42,6 +42,7 @@
 
 #include <uv.h>
 
+#include "change.h"
 #include "config.h"
 #include "event.h"
 #include "kafka.h"
@@ -142,6 +143,35 @@ int tl_identity_writer_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_ident
 
 /* Stops after the current batch, leaves the group, joins, frees.  NULL ok. */
 void tl_identity_writer_stop(tl_identity_writer_t *w);
+
+/* One statement the writer runs: which, and its parameters (ptr NULL =
+ * SQL NULL). */
+typedef enum tl_identity_op_kind {
+    TL_IDENTITY_OP_SEEN,            /* the event's own identity seen on its customer */
+    TL_IDENTITY_OP_LINK,            /* an identity row set by a link */
+    TL_IDENTITY_OP_MERGE,           /* identity_merges: absorbed -> survivor */
+    TL_IDENTITY_OP_UNLINK_ROWS,     /* the link's identity rows deactivated */
+    TL_IDENTITY_OP_UNLINK_MERGE     /* the merge deactivated */
+} tl_identity_op_kind_t;
+
+#define TL_IDENTITY_MAX_OPS 4
+#define TL_IDENTITY_MAX_ARGS 8
+
+typedef struct tl_identity_op {
+    tl_identity_op_kind_t kind;
+    tl_str_t args[TL_IDENTITY_MAX_ARGS];
+    int nargs;
+} tl_identity_op_t;
+
+/* What the index writer does for one Change ch carrying the decoded event
+ * ev: the statements, in order, into ops; returns how many (0 to
+ * TL_IDENTITY_MAX_OPS).  A duplicate changes nothing, and neither does an
+ * IdentityLinked / IdentityUnlinked the fold ignored (ch->ignored: a self
+ * link, customers already linked, a merged customer, too many links, no
+ * such link) -- the index follows what the fold did, not what was asked.
+ * Pure: the arguments point into ch, ev and static strings.  Any thread;
+ * cannot fail. */
+size_t tl_identity_ops(const tl_change_t *ch, const tl_event_t *ev, tl_identity_op_t ops[TL_IDENTITY_MAX_OPS]);
 
 /* The identity kind a link's evidence is recorded under ("unionid",
  * "phone", "account"), or NULL for evidence that names no identity (AGENT,

@@ -5,6 +5,14 @@
  * tl_verify_observe, each with a string-keyed index.  A source is read
  * into the same structures (tl_verify_conv_t) and compared record by
  * record; a record only one side has is a difference too.
+ *
+ * The views and the fold-change tables are recomputed as the projection
+ * computes them, from the Change: tl_verify_observe rebuilds it with
+ * tl_fold_worker_change, renders it for every configured view and applies
+ * its fold changes to an in-memory customer_fields and conflict queue.  A
+ * view row is kept as its columns joined by a unit separator (NULL is a
+ * record separator), bodies normalised to compact JSON with sorted keys,
+ * so the replay's rendering and PostgreSQL's jsonb compare byte for byte.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -14,11 +22,14 @@
 
 #include <openssl/evp.h>
 
+#include "change.h"
 #include "codec.h"
 #include "error.h"
+#include "fold_worker.h"
 #include "pg.h"
 #include "schemas.h"
 #include "verify.h"
+#include "view.h"
 
 /* ---- a string-keyed index ------------------------------------------------ */
 
@@ -97,7 +108,49 @@ typedef struct convs {
     smap_t idx;
 } convs_t;
 
+/* One row of a view: its sort key and its columns (VCOLS order). */
+typedef struct vrow {
+    char event_id[40];
+    int part;
+    int64_t effective_ts;
+    int32_t partition;
+    int64_t offset;
+    char *cols;
+} vrow_t;
+
+typedef struct vrows {
+    vrow_t *v;
+    size_t n, cap;
+} vrows_t;
+
+/* customer_fields, as the agent projection keeps it. */
+typedef struct frow {
+    char tenant[72], customer[40], platform[24], event_id[40];
+    char *field, *value;        /* value NULL: no current value */
+    int is_key;
+    int64_t version;
+} frow_t;
+
+/* conflicts, as the agent projection keeps them. */
+typedef struct crow {
+    char tenant[72], id[80], customer[40], status[16];
+    char *field, *candidates, *chosen;
+} crow_t;
+
 struct tl_verify {
+    const tl_fold_t *fold;      /* configured: rebuild Changes from it */
+    const tl_profile_t *pf[TL_VERIFY_MAX_VIEWS];
+    size_t nviews;
+    int configured, unified;
+    tl_fold_change_out_t *fco;
+    vrows_t *conv_rows;         /* [conversation * TL_VERIFY_MAX_VIEWS + view] */
+    size_t caprows;             /* conversations conv_rows has room for */
+    frow_t *fields;
+    size_t nfields, capfields;
+    smap_t field_idx;           /* "tenant/customer/field" */
+    crow_t *confs;
+    size_t nconfs, capconfs;
+    smap_t conf_idx;            /* "tenant/conflict" */
     vcust_t *cust;
     size_t ncust, capcust;
     smap_t cust_idx;            /* "tenant/customer" */
@@ -163,8 +216,30 @@ tl_verify_t *tl_verify_new(void) {
     return v;
 }
 
+static void vrows_close(vrows_t *r) {
+    for (size_t i = 0; i < r->n; i++) free(r->v[i].cols);
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
 void tl_verify_free(tl_verify_t *v) {
     if (!v) return;
+    for (size_t i = 0; v->conv_rows && i < v->caprows * TL_VERIFY_MAX_VIEWS; i++) vrows_close(&v->conv_rows[i]);
+    free(v->conv_rows);
+    free(v->fco);
+    for (size_t i = 0; i < v->nfields; i++) {
+        free(v->fields[i].field);
+        free(v->fields[i].value);
+    }
+    free(v->fields);
+    smap_close(&v->field_idx);
+    for (size_t i = 0; i < v->nconfs; i++) {
+        free(v->confs[i].field);
+        free(v->confs[i].candidates);
+        free(v->confs[i].chosen);
+    }
+    free(v->confs);
+    smap_close(&v->conf_idx);
     free(v->cust);
     smap_close(&v->cust_idx);
     convs_close(&v->conv);
@@ -173,6 +248,8 @@ void tl_verify_free(tl_verify_t *v) {
     json_decref(v->checked);
     free(v);
 }
+
+static void i64s(char *out, size_t n, int64_t x) { snprintf(out, n, "%" PRId64, x); }
 
 static void copy_str(char *out, size_t n, tl_str_t s) {
     snprintf(out, n, "%.*s", (int)(s.ptr ? s.len : 0), s.ptr ? s.ptr : "");
@@ -189,11 +266,255 @@ static void platform_bits_text(uint32_t bits, char *out, size_t n) {
     tl_verify_platform_set(raw, out, n);
 }
 
+int tl_verify_configure(tl_verify_t *v, const tl_fold_t *fold, const tl_profile_t *const *profiles,
+                        size_t n) {
+    if (!fold || n > TL_VERIFY_MAX_VIEWS) return TL_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (profiles[i]->platform == profiles[j]->platform) return TL_EINVAL;
+    if (!v->fco && !(v->fco = malloc(sizeof *v->fco))) return TL_ENOMEM;
+    v->fold = fold;
+    v->nviews = n;
+    v->unified = 0;
+    for (size_t i = 0; i < n; i++) {
+        v->pf[i] = profiles[i];
+        v->unified |= profiles[i]->platform == TL_PLATFORM_AGENT;
+    }
+    v->configured = 1;
+    return TL_OK;
+}
+
+static char *dup_str(tl_str_t s) {
+    char *p = malloc(s.len + 1);
+    if (!p) return NULL;
+    if (s.len) memcpy(p, s.ptr, s.len);
+    p[s.len] = 0;
+    return p;
+}
+
+/* Compact JSON with sorted keys of the JSON text s; NULL if s is not JSON
+ * (then a copy of s) or on allocation failure. */
+static char *json_norm(const char *s, size_t len) {
+    json_t *j = json_loadb(s, len, JSON_DECODE_ANY, NULL);
+    char *out = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    if (!out && (out = malloc(len + 1))) {
+        memcpy(out, s, len);
+        out[len] = 0;
+    }
+    return out;
+}
+
+/* The columns of a view row after (event_id, part), in this order. */
+static const char *const vcols[] = {"customer_id", "kind", "platform", "source_label", "effective_ts",
+                                    "occurred_at", "received_at", "source_partition", "source_offset",
+                                    "idempotency_key", "body"};
+#define NVCOLS (sizeof vcols / sizeof *vcols)
+#define VSEP '\x1f'             /* between columns */
+#define VNULL "\x1e"            /* a NULL column */
+
+/* Appends one column to b: s[0..len), or NULL when s is NULL. */
+static int vcol(tl_buf_t *b, const char *s, size_t len, int first) {
+    int rc = first ? 0 : tl_buf_append(b, "\x1f", 1);
+    if (!s) return rc | tl_buf_puts(b, VNULL);
+    return rc | (len ? tl_buf_append(b, s, len) : 0);
+}
+
+static int vcol_i64(tl_buf_t *b, int64_t x) {
+    char n[24];
+    i64s(n, sizeof n, x);
+    return vcol(b, n, strlen(n), 0);
+}
+
+static int vrows_push(vrows_t *r, const vrow_t *row) {
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 8;
+        vrow_t *nv = realloc(r->v, ncap * sizeof *nv);
+        if (!nv) return TL_ENOMEM;
+        r->v = nv;
+        r->cap = ncap;
+    }
+    r->v[r->n++] = *row;
+    return TL_OK;
+}
+
+/* Room in conv_platforms and conv_rows for every conversation of v. */
+static int conv_room(tl_verify_t *v) {
+    if (v->conv.n <= v->capbits && v->conv.n <= v->caprows) return TL_OK;
+    size_t ncap = v->capbits ? v->capbits * 2 : 256;
+    while (ncap < v->conv.n) ncap *= 2;
+    uint32_t *nb = realloc(v->conv_platforms, ncap * sizeof *nb);
+    if (!nb) return TL_ENOMEM;
+    v->conv_platforms = nb;
+    v->capbits = ncap;
+    vrows_t *nr = realloc(v->conv_rows, ncap * TL_VERIFY_MAX_VIEWS * sizeof *nr);
+    if (!nr) return TL_ENOMEM;
+    memset(nr + v->caprows * TL_VERIFY_MAX_VIEWS, 0, (ncap - v->caprows) * TL_VERIFY_MAX_VIEWS * sizeof *nr);
+    v->conv_rows = nr;
+    v->caprows = ncap;
+    return TL_OK;
+}
+
+/* The rows every configured view holds for ch, into conversation ci. */
+static int render_views(tl_verify_t *v, size_t ci, const tl_change_t *ch, const tl_event_t *ev) {
+    tl_buf_t b;
+    tl_buf_init(&b);
+    int rc = TL_OK;
+    for (size_t k = 0; !rc && k < v->nviews; k++) {
+        tl_view_rows_t rows = {0};
+        if ((rc = tl_view_render(v->pf[k], ch, ev, &rows))) break;
+        for (size_t i = 0; !rc && i < rows.n; i++) {
+            const tl_view_row_t *r = &rows.v[i];
+            tl_buf_reset(&b);
+            char *body = json_norm(r->body, strlen(r->body));
+            int e = !body;
+            e |= vcol(&b, ev->customer_id.ptr, ev->customer_id.len, 1);
+            e |= vcol(&b, r->kind, r->kind ? strlen(r->kind) : 0, 0);
+            e |= vcol(&b, r->platform, r->platform ? strlen(r->platform) : 0, 0);
+            e |= vcol(&b, r->source_label, r->source_label ? strlen(r->source_label) : 0, 0);
+            e |= vcol_i64(&b, ch->effective_ts);
+            e |= vcol_i64(&b, ev->occurred_at);
+            e |= vcol_i64(&b, ev->received_at);
+            e |= vcol_i64(&b, ch->source_partition);
+            e |= vcol_i64(&b, ch->source_offset);
+            e |= vcol(&b, ev->idempotency_key.ptr, ev->idempotency_key.len, 0);
+            e |= vcol(&b, body, body ? strlen(body) : 0, 0);
+            free(body);
+            vrow_t row = {.part = r->part, .effective_ts = ch->effective_ts,
+                          .partition = ch->source_partition, .offset = ch->source_offset};
+            copy_str(row.event_id, sizeof row.event_id, ev->event_id);
+            if (e || !(row.cols = dup_str((tl_str_t){b.data, b.len}))) rc = TL_ENOMEM;
+            else if ((rc = vrows_push(&v->conv_rows[ci * TL_VERIFY_MAX_VIEWS + k], &row))) free(row.cols);
+        }
+        tl_view_rows_close(&rows);
+    }
+    tl_buf_close(&b);
+    return rc;
+}
+
+static int set_owned(char **slot, tl_str_t s) {
+    char *p = s.ptr ? dup_str(s) : NULL;
+    if (s.ptr && !p) return TL_ENOMEM;
+    free(*slot);
+    *slot = p;
+    return TL_OK;
+}
+
+/* The candidates of entry fc of ch as the projection writes them. */
+static char *candidates_json(const tl_change_fold_t *fc) {
+    json_t *arr = json_array();
+    for (size_t j = 0; arr && j < fc->ncandidates; j++) {
+        const tl_change_candidate_t *c = &fc->candidates[j];
+        json_t *o = json_object();
+        json_object_set_new(o, "value", c->value.ptr ? json_stringn(c->value.ptr, c->value.len) : json_null());
+        json_object_set_new(o, "platform",
+                            c->platform.ptr ? json_stringn(c->platform.ptr, c->platform.len) : json_null());
+        json_object_set_new(o, "event_id",
+                            c->event_id.ptr ? json_stringn(c->event_id.ptr, c->event_id.len) : json_null());
+        json_object_set_new(o, "effective_ts", json_integer(c->effective_ts));
+        json_array_append_new(arr, o);
+    }
+    char *out = arr ? json_dumps(arr, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(arr);
+    return out;
+}
+
+/* customer_fields and the conflict queue: what projection.c does with the
+ * Change's fold changes, in memory. */
+static int fold_tables(tl_verify_t *v, const tl_change_t *ch, const tl_event_t *ev) {
+    char tenant[72], cust[40], key[512];
+    copy_str(tenant, sizeof tenant, ch->tenant_id);
+    copy_str(cust, sizeof cust, ch->customer_id);
+    for (size_t i = 0; i < ch->nfold_changes; i++) {
+        const tl_change_fold_t *fc = &ch->fold_changes[i];
+        char kind[32];
+        copy_str(kind, sizeof kind, fc->kind);
+        if (strcmp(kind, "field_set") == 0 || strcmp(kind, "field_reverted") == 0) {
+            snprintf(key, sizeof key, "%s/%s/%.*s", tenant, cust, (int)fc->field.len,
+                     fc->field.ptr ? fc->field.ptr : "");
+            size_t fi = smap_get(&v->field_idx, key);
+            if (fi == SIZE_MAX) {
+                if (v->nfields == v->capfields) {
+                    size_t ncap = v->capfields ? v->capfields * 2 : 64;
+                    frow_t *nf = realloc(v->fields, ncap * sizeof *nf);
+                    if (!nf) return TL_ENOMEM;
+                    v->fields = nf;
+                    v->capfields = ncap;
+                }
+                fi = v->nfields;
+                frow_t *f = &v->fields[fi];
+                memset(f, 0, sizeof *f);
+                if (!(f->field = dup_str(fc->field.ptr ? fc->field : TL_STR("")))) return TL_ENOMEM;
+                v->nfields++;
+                if (smap_put(&v->field_idx, key, fi)) return TL_ENOMEM;
+                snprintf(f->tenant, sizeof f->tenant, "%s", tenant);
+                snprintf(f->customer, sizeof f->customer, "%s", cust);
+            }
+            frow_t *f = &v->fields[fi];
+            int has = fc->platform.ptr != NULL && fc->value.ptr != NULL;
+            if (set_owned(&f->value, has ? fc->value : TL_STR_NULL)) return TL_ENOMEM;
+            f->is_key = fc->is_key;
+            f->version = has ? fc->version : ch->customer_version;
+            if (has) {
+                copy_str(f->platform, sizeof f->platform, fc->platform);
+                copy_str(f->event_id, sizeof f->event_id, fc->event_id);
+            } else {
+                snprintf(f->platform, sizeof f->platform, "%s", tl_platform_slug(ev->platform));
+                copy_str(f->event_id, sizeof f->event_id, ev->event_id);
+            }
+        } else if (strcmp(kind, "conflict_opened") == 0 || strcmp(kind, "conflict_candidate") == 0 ||
+                   strcmp(kind, "conflict_resolved") == 0 || strcmp(kind, "conflict_withdrawn") == 0) {
+            int open = kind[9] == 'o' || kind[9] == 'c';
+            snprintf(key, sizeof key, "%s/%.*s", tenant, (int)fc->conflict_id.len,
+                     fc->conflict_id.ptr ? fc->conflict_id.ptr : "");
+            size_t ki = smap_get(&v->conf_idx, key);
+            if (ki == SIZE_MAX) {
+                if (!open) continue; /* an UPDATE of no row */
+                if (v->nconfs == v->capconfs) {
+                    size_t ncap = v->capconfs ? v->capconfs * 2 : 16;
+                    crow_t *nc = realloc(v->confs, ncap * sizeof *nc);
+                    if (!nc) return TL_ENOMEM;
+                    v->confs = nc;
+                    v->capconfs = ncap;
+                }
+                ki = v->nconfs;
+                crow_t *c = &v->confs[ki];
+                memset(c, 0, sizeof *c);
+                if (!(c->field = dup_str(fc->field.ptr ? fc->field : TL_STR("")))) return TL_ENOMEM;
+                v->nconfs++;
+                if (smap_put(&v->conf_idx, key, ki)) return TL_ENOMEM;
+                snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
+                copy_str(c->id, sizeof c->id, fc->conflict_id);
+                snprintf(c->customer, sizeof c->customer, "%s", cust);
+                snprintf(c->status, sizeof c->status, "open");
+            }
+            crow_t *c = &v->confs[ki];
+            if (open) {
+                char *cj = candidates_json(fc);
+                if (!cj) return TL_ENOMEM;
+                free(c->candidates);
+                c->candidates = cj;
+            } else {
+                int resolved = kind[9] == 'r';
+                snprintf(c->status, sizeof c->status, "%s", resolved ? "resolved" : "withdrawn");
+                if (set_owned(&c->chosen, resolved ? fc->value : TL_STR_NULL)) return TL_ENOMEM;
+            }
+        }
+    }
+    return TL_OK;
+}
+
 int tl_verify_observe(void *opaque, const tl_event_t *ev, const tl_fold_result_t *res,
                       int32_t partition, int64_t offset) {
     tl_verify_t *v = opaque;
     /* projection.c aggregates the non-duplicate Changes, and so do we. */
     if (res->duplicate) return TL_OK;
+    tl_change_t ch;
+    if (v->configured) {
+        tl_fold_worker_change(v->fold, ev, res, partition, offset, TL_STR_NULL, v->fco, &ch);
+        int rc = v->unified ? fold_tables(v, &ch, ev) : TL_OK;
+        if (rc) return rc;
+    }
     char tenant[72], id[40], key[160];
     copy_str(tenant, sizeof tenant, ev->tenant_id);
     copy_str(id, sizeof id, ev->customer_id);
@@ -219,20 +540,16 @@ int tl_verify_observe(void *opaque, const tl_event_t *ev, const tl_fold_result_t
     if (res->customer_version > c->version) c->version = res->customer_version;
     if (res->effective_ts < c->first_seen) c->first_seen = res->effective_ts;
     if (res->effective_ts > c->last_activity) c->last_activity = res->effective_ts;
-    c->platforms |= 1u << ev->platform;
-    if (!res->conversation_id[0]) return TL_OK;
+    /* Engine notices (system) are no platform the customer used. */
+    if (ev->platform != TL_PLATFORM_SYSTEM) c->platforms |= 1u << ev->platform;
+    /* An event the fold ignored is in no conversation's rows. */
+    if (!res->conversation_id[0] || res->ignored != TL_FOLD_IGNORE_NONE) return TL_OK;
 
     size_t before = v->conv.n;
     tl_verify_conv_t *cv = convs_get(&v->conv, tenant, res->conversation_id, 1);
     if (!cv) return TL_ENOMEM;
     size_t idx = (size_t)(cv - v->conv.v);
-    if (v->conv.n > v->capbits) {
-        size_t ncap = v->capbits ? v->capbits * 2 : 256;
-        uint32_t *nb = realloc(v->conv_platforms, ncap * sizeof *nb);
-        if (!nb) return TL_ENOMEM;
-        v->conv_platforms = nb;
-        v->capbits = ncap;
-    }
+    if (conv_room(v)) return TL_ENOMEM;
     if (v->conv.n > before) {
         v->conv_platforms[idx] = 0;
         snprintf(cv->customer, sizeof cv->customer, "%s", id);
@@ -246,7 +563,9 @@ int tl_verify_observe(void *opaque, const tl_event_t *ev, const tl_fold_result_t
     v->conv_platforms[idx] |= 1u << ev->platform;
     tl_verify_item_t it = {.effective_ts = res->effective_ts, .partition = partition, .offset = offset};
     copy_str(it.event_id, sizeof it.event_id, ev->event_id);
-    return conv_push(cv, &it);
+    int rc = conv_push(cv, &it);
+    if (!rc && v->configured && v->nviews) rc = render_views(v, idx, &ch, ev);
+    return rc;
 }
 
 /* ---- pure parts ---------------------------------------------------------- */
@@ -308,16 +627,53 @@ static int item_cmp(const void *a, const void *b) {
     return x->part - y->part;
 }
 
+static int vrow_cmp(const void *a, const void *b) {
+    const vrow_t *x = a, *y = b;
+    if (x->effective_ts != y->effective_ts) return x->effective_ts < y->effective_ts ? -1 : 1;
+    if (x->partition != y->partition) return x->partition < y->partition ? -1 : 1;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    if (x->part != y->part) return x->part < y->part ? -1 : 1;
+    return strcmp(x->event_id, y->event_id);
+}
+
 /* Brings the replayed conversations into view order, with platform sets. */
 static void finish_replay(tl_verify_t *v) {
     for (size_t i = 0; i < v->conv.n; i++) {
         tl_verify_conv_t *c = &v->conv.v[i];
         qsort(c->items, c->nitems, sizeof *c->items, item_cmp);
         platform_bits_text(v->conv_platforms[i], c->platforms, sizeof c->platforms);
+        for (size_t k = 0; v->conv_rows && i < v->caprows && k < v->nviews; k++) {
+            vrows_t *r = &v->conv_rows[i * TL_VERIFY_MAX_VIEWS + k];
+            qsort(r->v, r->n, sizeof *r->v, vrow_cmp);
+        }
     }
 }
 
+/* The digest of a conversation's rows in one view: every column of every
+ * row, in view order. */
+static int vrows_digest(const vrows_t *r, char hex[TL_VERIFY_DIGEST_HEX]) {
+    tl_buf_t b;
+    tl_buf_init(&b);
+    int rc = 0;
+    for (size_t i = 0; r && i < r->n; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s\x1f%d\x1f", r->v[i].event_id, r->v[i].part);
+        rc |= tl_buf_puts(&b, head);
+        rc |= tl_buf_puts(&b, r->v[i].cols);
+        rc |= tl_buf_append(&b, "\n", 1);
+    }
+    if (!rc) rc = tl_verify_digest(b.data ? b.data : "", b.len, hex);
+    tl_buf_close(&b);
+    return rc ? TL_ENOMEM : TL_OK;
+}
+
 /* ---- differences --------------------------------------------------------- */
+
+static void copy_utf8(char *out, size_t n, const char *s) {
+    size_t len = tl_view_utf8_cut(s, strlen(s), n - 1);
+    memcpy(out, s, len);
+    out[len] = 0;
+}
 
 static int add_diff(tl_verify_t *v, const char *subject, const char *id, const char *customer,
                     const char *source, const char *field, const char *replay, const char *found) {
@@ -334,9 +690,10 @@ static int add_diff(tl_verify_t *v, const char *subject, const char *id, const c
     snprintf(d->id, sizeof d->id, "%s", id);
     snprintf(d->customer, sizeof d->customer, "%s", customer ? customer : "");
     snprintf(d->source, sizeof d->source, "%s", source);
-    snprintf(d->field, sizeof d->field, "%s", field);
-    snprintf(d->replay, sizeof d->replay, "%s", replay);
-    snprintf(d->found, sizeof d->found, "%s", found);
+    /* Cut at a character boundary: the report is JSON, valid UTF-8. */
+    copy_utf8(d->field, sizeof d->field, field);
+    copy_utf8(d->replay, sizeof d->replay, replay);
+    copy_utf8(d->found, sizeof d->found, found);
     return TL_OK;
 }
 
@@ -347,11 +704,15 @@ const tl_verify_diff_t *tl_verify_diff_at(const tl_verify_t *v, size_t i) {
 }
 
 void tl_verify_diff_text(const tl_verify_diff_t *d, char *out, size_t n) {
-    snprintf(out, n, "%s %s: %s: replay %s, %s %s", d->subject, d->id, d->field, d->replay,
-             d->source, d->found);
+    int view = strncmp(d->source, "view_", 5) == 0;
+    if (view || strcmp(d->source, "customer_fields") == 0 || strcmp(d->source, "conflicts") == 0)
+        snprintf(out, n, "%s %s: %s: %s: replay '%s', %s '%s'", d->subject, d->id, d->source, d->field,
+                 d->replay, view ? "view" : "table", d->found);
+    else
+        snprintf(out, n, "%s %s: %s: replay %s, %s %s", d->subject, d->id, d->field, d->replay,
+                 d->source, d->found);
 }
 
-static void i64s(char *out, size_t n, int64_t x) { snprintf(out, n, "%" PRId64, x); }
 
 /* Header fields of conversation r (replay) and s (source); records the
  * first that differs.  Returns 1 if one did. */
@@ -377,80 +738,6 @@ static int conv_header_diff(tl_verify_t *v, const tl_verify_conv_t *r, const tl_
     CMP_I64(opened_at)
     CMP_I64(last_activity)
 #undef CMP_I64
-    return 0;
-}
-
-static void item_text(const tl_verify_item_t *it, char *out, size_t n) {
-    snprintf(out, n, "%s at %" PRId64 " %d:%" PRId64 " part %d", it->event_id, it->effective_ts,
-             (int)it->partition, it->offset, it->part);
-}
-
-/* Items of r and s must be equal one for one (the agent view). */
-static int conv_items_diff(tl_verify_t *v, const tl_verify_conv_t *r, const tl_verify_conv_t *s,
-                           const char *source) {
-    char a[160], b[160], field[64];
-    size_t n = r->nitems < s->nitems ? r->nitems : s->nitems;
-    for (size_t i = 0; i < n; i++) {
-        const tl_verify_item_t *x = &r->items[i], *y = &s->items[i];
-        const char *what = strcmp(x->event_id, y->event_id) != 0 ? "event_id"
-                           : x->effective_ts != y->effective_ts       ? "effective_ts"
-                           : x->partition != y->partition || x->offset != y->offset ? "position"
-                           : x->part != y->part                       ? "part"
-                                                                      : NULL;
-        if (what) {
-            snprintf(field, sizeof field, "items[%zu].%s", i, what);
-            item_text(x, a, sizeof a);
-            item_text(y, b, sizeof b);
-            return add_diff(v, "conversation", r->id, r->customer, source, field, a, b) ? -1 : 1;
-        }
-    }
-    if (r->nitems != s->nitems) {
-        snprintf(a, sizeof a, "%zu items", r->nitems);
-        snprintf(b, sizeof b, "%zu items", s->nitems);
-        return add_diff(v, "conversation", r->id, r->customer, source, "items", a, b) ? -1 : 1;
-    }
-    return 0;
-}
-
-/* Rows of a platform view for one conversation must be a plausible
- * rendering of the replayed items (see verify.h). */
-static int conv_view_diff(tl_verify_t *v, const tl_verify_conv_t *r, const tl_verify_conv_t *s,
-                          const char *source) {
-    char a[160], b[160], field[64];
-    size_t j = 0; /* next replay item a row may be */
-    const tl_verify_item_t *prev = NULL;
-    for (size_t i = 0; i < s->nitems; i++) {
-        const tl_verify_item_t *y = &s->items[i];
-        snprintf(field, sizeof field, "rows[%zu]", i);
-        if (prev && strcmp(prev->event_id, y->event_id) == 0) {
-            if (y->part != prev->part + 1) {
-                snprintf(a, sizeof a, "part %d of %s", prev->part + 1, y->event_id);
-                snprintf(b, sizeof b, "part %d", y->part);
-                return add_diff(v, "conversation", r->id, r->customer, source, field, a, b) ? -1 : 1;
-            }
-            prev = y;
-            continue;
-        }
-        size_t k = j;
-        while (k < r->nitems && strcmp(r->items[k].event_id, y->event_id) != 0) k++;
-        if (k == r->nitems) {
-            int elsewhere = 0;
-            for (size_t q = 0; q < j && !elsewhere; q++) elsewhere = strcmp(r->items[q].event_id, y->event_id) == 0;
-            item_text(y, b, sizeof b);
-            snprintf(a, sizeof a, "%s", elsewhere ? "an event once, in (effective_ts, position) order"
-                                                  : "no such event in this conversation");
-            return add_diff(v, "conversation", r->id, r->customer, source, field, a, b) ? -1 : 1;
-        }
-        const tl_verify_item_t *x = &r->items[k];
-        if (y->part != 0 || x->effective_ts != y->effective_ts || x->partition != y->partition ||
-            x->offset != y->offset) {
-            item_text(x, a, sizeof a);
-            item_text(y, b, sizeof b);
-            return add_diff(v, "conversation", r->id, r->customer, source, field, a, b) ? -1 : 1;
-        }
-        j = k + 1;
-        prev = y;
-    }
     return 0;
 }
 
@@ -835,92 +1122,382 @@ static int cmp_conversations(tl_verify_t *v, PGconn *pg, const char *table, char
     return rc;
 }
 
-/* Reads a view table into per-conversation item lists. */
-static int load_view(PGconn *pg, const char *table, convs_t *out, int *rows, char *err, size_t errlen) {
-    char sql[512];
+/* A view table's rows per conversation ("tenant/conversation" in idx). */
+typedef struct vtable {
+    smap_t idx;
+    vrows_t *convs;
+    char (*customer)[40];
+    size_t n, cap;
+} vtable_t;
+
+static void vtable_close(vtable_t *t) {
+    for (size_t i = 0; i < t->n; i++) vrows_close(&t->convs[i]);
+    free(t->convs);
+    free(t->customer);
+    smap_close(&t->idx);
+    memset(t, 0, sizeof *t);
+}
+
+static int col_append(tl_buf_t *b, PGresult *r, int row, int col, int first) {
+    if (PQgetisnull(r, row, col)) return vcol(b, NULL, 0, first);
+    return vcol(b, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col), first);
+}
+
+/* Reads a view table into rows per conversation, as render_views keeps
+ * them. */
+static int load_view(PGconn *pg, const char *table, vtable_t *t, int *rows, char *err, size_t errlen) {
+    char sql[768];
     int rc = TL_OK;
     snprintf(sql, sizeof sql,
-             "SELECT tenant_id, conversation_id, customer_id, event_id, part,"
-             " round(extract(epoch FROM effective_ts) * 1000)::bigint, source_partition, source_offset"
-             " FROM %s ORDER BY tenant_id, conversation_id, effective_ts, source_partition,"
-             " source_offset, part", table);
+             "SELECT tenant_id, conversation_id, event_id, part, customer_id, kind, platform, source_label,"
+             " round(extract(epoch FROM effective_ts) * 1000)::bigint,"
+             " round(extract(epoch FROM occurred_at) * 1000)::bigint,"
+             " round(extract(epoch FROM received_at) * 1000)::bigint, source_partition, source_offset,"
+             " idempotency_key, body::text FROM %s", table);
     PGresult *r = select_rows(pg, sql, err, errlen, &rc);
     if (!r) return rc;
     *rows = PQntuples(r);
+    tl_buf_t b;
+    tl_buf_init(&b);
     for (int i = 0; !rc && i < PQntuples(r); i++) {
-        tl_verify_conv_t *c = convs_get(out, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), 1);
-        if (!c) {
-            rc = TL_ENOMEM;
-            break;
+        char key[160];
+        ckey(key, sizeof key, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        size_t ci = smap_get(&t->idx, key);
+        if (ci == SIZE_MAX) {
+            if (t->n == t->cap) {
+                size_t ncap = t->cap ? t->cap * 2 : 64;
+                vrows_t *nc = realloc(t->convs, ncap * sizeof *nc);
+                if (nc) t->convs = nc;
+                char(*ncu)[40] = realloc(t->customer, ncap * sizeof *ncu);
+                if (ncu) t->customer = ncu;
+                if (!nc || !ncu) {
+                    rc = TL_ENOMEM;
+                    break;
+                }
+                t->cap = ncap;
+            }
+            ci = t->n++;
+            memset(&t->convs[ci], 0, sizeof t->convs[ci]);
+            snprintf(t->customer[ci], sizeof t->customer[ci], "%s", PQgetvalue(r, i, 4));
+            if ((rc = smap_put(&t->idx, key, ci))) break;
         }
-        if (!c->customer[0]) snprintf(c->customer, sizeof c->customer, "%s", PQgetvalue(r, i, 2));
-        tl_verify_item_t it = {.part = (int)col_i64(r, i, 4), .effective_ts = col_i64(r, i, 5),
-                               .partition = (int32_t)col_i64(r, i, 6), .offset = col_i64(r, i, 7)};
-        snprintf(it.event_id, sizeof it.event_id, "%s", PQgetvalue(r, i, 3));
-        rc = conv_push(c, &it);
+        tl_buf_reset(&b);
+        int e = 0;
+        for (int col = 4; col < 14; col++) e |= col_append(&b, r, i, col, col == 4);
+        char *body = PQgetisnull(r, i, 14) ? NULL
+                                           : json_norm(PQgetvalue(r, i, 14), (size_t)PQgetlength(r, i, 14));
+        e |= vcol(&b, body, body ? strlen(body) : 0, 0);
+        free(body);
+        vrow_t row = {.part = (int)col_i64(r, i, 3), .effective_ts = col_i64(r, i, 8),
+                      .partition = (int32_t)col_i64(r, i, 11), .offset = col_i64(r, i, 12)};
+        snprintf(row.event_id, sizeof row.event_id, "%s", PQgetvalue(r, i, 2));
+        if (e || !(row.cols = dup_str((tl_str_t){b.data, b.len}))) rc = TL_ENOMEM;
+        else if ((rc = vrows_push(&t->convs[ci], &row))) free(row.cols);
     }
+    for (size_t i = 0; !rc && i < t->n; i++) qsort(t->convs[i].v, t->convs[i].n, sizeof *t->convs[i].v, vrow_cmp);
+    tl_buf_close(&b);
     PQclear(r);
     return rc;
 }
 
-/* view_agent: every replayed conversation's items, exactly. */
-static int cmp_view_agent(tl_verify_t *v, PGconn *pg, const char *table, char *err, size_t errlen) {
-    convs_t got;
-    memset(&got, 0, sizeof got);
-    int rows = 0, rc = load_view(pg, table, &got, &rows, err, errlen);
-    for (size_t i = 0; !rc && i < got.n; i++) {
-        const tl_verify_conv_t *s = &got.v[i];
-        const tl_verify_conv_t *c = convs_get(&v->conv, s->tenant, s->id, 0);
-        if (!c) rc = add_diff(v, "conversation", s->id, s->customer, table, "rows", "no events", "present");
-        else if (conv_items_diff(v, c, s, table) < 0) rc = TL_ENOMEM;
+/* Column k (0-based, vcols order) of a joined row and its length; NULL
+ * when the row has fewer columns. */
+static const char *col_at(const char *cols, size_t k, size_t *len) {
+    const char *p = cols;
+    for (size_t i = 0; i < k && p; i++) {
+        p = strchr(p, VSEP);
+        if (p) p++;
     }
-    for (size_t i = 0; !rc && i < v->conv.n; i++) {
-        const tl_verify_conv_t *c = &v->conv.v[i];
-        if (!convs_get(&got, c->tenant, c->id, 0) && c->nitems) {
-            char a[32];
-            snprintf(a, sizeof a, "%zu items", c->nitems);
-            rc = add_diff(v, "conversation", c->id, c->customer, table, "items", a, "0 items");
+    if (p) *len = strcspn(p, "\x1f");
+    return p;
+}
+
+/* The text of x[0..lx) and y[0..ly) around where they first differ, each
+ * into n bytes: from a little before that byte ("…" when not from the
+ * start), cut at a UTF-8 character boundary ("…" when cut), so a long
+ * text differing near its end shows the difference. */
+static void excerpt(const char *x, size_t lx, const char *y, size_t ly, char *a, char *b, size_t n) {
+    size_t d = 0;
+    while (d < lx && d < ly && x[d] == y[d]) d++;
+    size_t start = d > 48 ? d - 48 : 0;
+    while (start > 0 && ((unsigned char)x[start] & 0xC0) == 0x80) start--;
+    const char *src[2] = {x, y};
+    size_t len[2] = {lx, ly};
+    char *dst[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        size_t room = n > 16 ? n - 16 : 0;
+        size_t from = start < len[i] ? start : len[i];
+        size_t take = tl_view_utf8_cut(src[i] + from, len[i] - from, room);
+        snprintf(dst[i], n, "%s%.*s%s", from ? "\xe2\x80\xa6" : "", (int)take, src[i] + from,
+                 from + take < len[i] ? "\xe2\x80\xa6" : "");
+    }
+}
+
+/* Column k of a joined row, NULL shown as "(null)", into *p / *len. */
+static void vrow_col(const char *cols, size_t k, const char **p, size_t *len) {
+    *p = col_at(cols, k, len);
+    if (!*p) *p = "(none)", *len = 6;
+    else if (*len == 1 && (*p)[0] == VNULL[0]) *p = "(null)", *len = 6;
+}
+
+/* A JSON value as text: a string as itself, anything else as JSON; a new
+ * string (NULL on allocation failure). */
+static char *json_text(const json_t *j) {
+    if (!j) return strdup("(absent)");
+    if (json_is_string(j)) return strdup(json_string_value(j));
+    return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+/* The first body key where the JSON objects a and b differ: "body.<key>"
+ * into field, the values (see excerpt) into x and y.  0 when none does. */
+static int body_diff(const char *a, const char *b, char *field, size_t fn, char *x, char *y, size_t n) {
+    json_t *ja = json_loads(a, JSON_DECODE_ANY, NULL), *jb = json_loads(b, JSON_DECODE_ANY, NULL);
+    int found = 0;
+    if (json_is_object(ja) && json_is_object(jb)) {
+        /* Keys in sorted order over both objects. */
+        const char *best = NULL;
+        for (int side = 0; side < 2; side++) {
+            const char *k;
+            json_t *val;
+            json_object_foreach(side ? jb : ja, k, val) {
+                if (json_equal(json_object_get(ja, k), json_object_get(jb, k))) continue;
+                if (!best || strcmp(k, best) < 0) best = k;
+            }
+        }
+        if (best) {
+            snprintf(field, fn, "body.%s", best);
+            char *tx = json_text(json_object_get(ja, best)), *ty = json_text(json_object_get(jb, best));
+            excerpt(tx ? tx : "?", tx ? strlen(tx) : 1, ty ? ty : "?", ty ? strlen(ty) : 1, x, y, n);
+            free(tx);
+            free(ty);
+            found = 1;
         }
     }
-    if (!rc) json_object_set_new(v->checked, table, json_integer(rows));
-    convs_close(&got);
-    return rc;
+    json_decref(ja);
+    json_decref(jb);
+    return found;
 }
 
-/* view_<platform>: whatever rows exist are a plausible rendering. */
-static int cmp_platform_view(tl_verify_t *v, PGconn *pg, const char *table, char *err, size_t errlen) {
-    convs_t got;
+static void row_name(const vrow_t *r, char *out, size_t n) {
+    snprintf(out, n, "item %s part %d", r->event_id, r->part);
+}
+
+/* Row (event_id, part) of r, or NULL. */
+static const vrow_t *vrows_find(const vrows_t *r, const vrow_t *key) {
+    for (size_t i = 0; r && i < r->n; i++)
+        if (r->v[i].part == key->part && strcmp(r->v[i].event_id, key->event_id) == 0) return &r->v[i];
+    return NULL;
+}
+
+/* The first column where rows p (replay) and q (view) of the same item
+ * differ, recorded; 0 when none does. */
+static int vrow_diff(tl_verify_t *v, const char *conv, const char *customer, const vrow_t *p,
+                     const vrow_t *q, const char *table) {
+    char field[160], a[320], b[320], name[80];
+    if (strcmp(p->cols, q->cols) == 0) return 0;
+    row_name(p, name, sizeof name);
+    for (size_t k = 0; k < NVCOLS; k++) {
+        size_t la = 0, lb = 0;
+        const char *pa = col_at(p->cols, k, &la), *pb = col_at(q->cols, k, &lb);
+        if (pa && pb && la == lb && memcmp(pa, pb, la) == 0) continue;
+        const char *sa, *sb;
+        size_t na, nb;
+        vrow_col(p->cols, k, &sa, &na);
+        vrow_col(q->cols, k, &sb, &nb);
+        excerpt(sa, na, sb, nb, a, b, sizeof a);
+        if (strcmp(vcols[k], "body") == 0 && pa && pb) {
+            char bf[64];
+            if (body_diff(pa, pb, bf, sizeof bf, a, b, sizeof a)) {
+                snprintf(field, sizeof field, "%s: %s", name, bf);
+                return add_diff(v, "conversation", conv, customer, table, field, a, b) ? -1 : 1;
+            }
+        }
+        snprintf(field, sizeof field, "%s: %s", name, vcols[k]);
+        return add_diff(v, "conversation", conv, customer, table, field, a, b) ? -1 : 1;
+    }
+    return 0;
+}
+
+/* Rows x (replay) and y (view) of one conversation, whose digests differ:
+ * the first row, in view order, that is missing, extra or different, and
+ * its first differing column, recorded. */
+static int vrows_diff(tl_verify_t *v, const char *conv, const char *customer, const vrows_t *x,
+                      const vrows_t *y, const char *table) {
+    char field[160], name[80];
+    for (size_t i = 0; x && i < x->n; i++) {
+        const vrow_t *q = vrows_find(y, &x->v[i]);
+        if (!q) {
+            row_name(&x->v[i], name, sizeof name);
+            snprintf(field, sizeof field, "%s: row", name);
+            return add_diff(v, "conversation", conv, customer, table, field, "present", "missing");
+        }
+        int d = vrow_diff(v, conv, customer, &x->v[i], q, table);
+        if (d) return d < 0 ? TL_ENOMEM : TL_OK;
+    }
+    for (size_t i = 0; y && i < y->n; i++) {
+        if (vrows_find(x, &y->v[i])) continue;
+        row_name(&y->v[i], name, sizeof name);
+        snprintf(field, sizeof field, "%s: row", name);
+        return add_diff(v, "conversation", conv, customer, table, field, "absent", "present");
+    }
+    /* Same rows, same columns, and yet another digest: a row twice. */
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%zu rows", x ? x->n : 0);
+    snprintf(b, sizeof b, "%zu rows", y ? y->n : 0);
+    return add_diff(v, "conversation", conv, customer, table, "rows", a, b);
+}
+
+/* view_<platform>: exactly the rows the replay renders, per conversation. */
+static int cmp_view(tl_verify_t *v, PGconn *pg, size_t k, const char *table, char *err, size_t errlen) {
+    vtable_t got;
     memset(&got, 0, sizeof got);
     int rows = 0, rc = load_view(pg, table, &got, &rows, err, errlen);
-    for (size_t i = 0; !rc && i < got.n; i++) {
-        const tl_verify_conv_t *s = &got.v[i];
-        const tl_verify_conv_t *c = convs_get(&v->conv, s->tenant, s->id, 0);
-        if (!c) rc = add_diff(v, "conversation", s->id, s->customer, table, "rows", "no events", "present");
-        else if (conv_view_diff(v, c, s, table) < 0) rc = TL_ENOMEM;
+    char hx[TL_VERIFY_DIGEST_HEX], hy[TL_VERIFY_DIGEST_HEX];
+    for (size_t i = 0; !rc && i < got.idx.cap; i++) {
+        if (!got.idx.keys[i]) continue;
+        const char *key = got.idx.keys[i], *slash = strchr(key, '/');
+        size_t gi = got.idx.vals[i];
+        size_t ci = smap_get(&v->conv.idx, key);
+        const vrows_t *x = ci == SIZE_MAX ? NULL : &v->conv_rows[ci * TL_VERIFY_MAX_VIEWS + k];
+        if ((rc = vrows_digest(x, hx)) || (rc = vrows_digest(&got.convs[gi], hy))) break;
+        if (strcmp(hx, hy) == 0) continue;
+        rc = vrows_diff(v, slash ? slash + 1 : key, ci == SIZE_MAX ? got.customer[gi] : v->conv.v[ci].customer,
+                        x, &got.convs[gi], table);
+    }
+    for (size_t ci = 0; !rc && ci < v->conv.n; ci++) {
+        const tl_verify_conv_t *c = &v->conv.v[ci];
+        char key[160];
+        ckey(key, sizeof key, c->tenant, c->id);
+        if (smap_get(&got.idx, key) != SIZE_MAX || !v->conv_rows[ci * TL_VERIFY_MAX_VIEWS + k].n) continue;
+        rc = vrows_diff(v, c->id, c->customer, &v->conv_rows[ci * TL_VERIFY_MAX_VIEWS + k], NULL, table);
     }
     if (!rc) json_object_set_new(v->checked, table, json_integer(rows));
-    convs_close(&got);
+    vtable_close(&got);
     return rc;
 }
 
-typedef struct comparator {
-    const char *table;
-    int (*run)(tl_verify_t *v, PGconn *pg, const char *table, char *err, size_t errlen);
-} comparator_t;
+static int str_eq_null(const char *a, const char *b) {
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
 
-/* One entry per projection table.  A platform view's exact rendering
- * check replaces cmp_platform_view in its entry. */
-static const comparator_t comparators[] = {
-    {"customers", cmp_customers},
-    {"conversations", cmp_conversations},
-    {"view_agent", cmp_view_agent},
-    {"view_web", cmp_platform_view},
-    {"view_app", cmp_platform_view},
-    {"view_mini_program", cmp_platform_view},
-    {"view_wechat", cmp_platform_view},
-    {"view_douyin", cmp_platform_view},
-    {"view_phone", cmp_platform_view},
-};
+/* customer_fields: value, is_key, version, platform, event_id per field. */
+static int cmp_fields(tl_verify_t *v, PGconn *pg, char *err, size_t errlen) {
+    int rc = TL_OK;
+    PGresult *r = select_rows(pg,
+        "SELECT tenant_id, customer_id, field, value, is_key, version, platform, event_id FROM customer_fields",
+        err, errlen, &rc);
+    if (!r) return rc;
+    char *seen = calloc(v->nfields + 1, 1);
+    if (!seen) rc = TL_ENOMEM;
+    for (int i = 0; !rc && i < PQntuples(r); i++) {
+        char key[512], field[160], a[64], b[64];
+        const char *cust = PQgetvalue(r, i, 1), *name = PQgetvalue(r, i, 2);
+        snprintf(key, sizeof key, "%s/%s/%s", PQgetvalue(r, i, 0), cust, name);
+        size_t fi = smap_get(&v->field_idx, key);
+        if (fi == SIZE_MAX) {
+            snprintf(field, sizeof field, "field %s: row", name);
+            rc = add_diff(v, "customer", cust, cust, "customer_fields", field, "absent", "present");
+            continue;
+        }
+        seen[fi] = 1;
+        const frow_t *f = &v->fields[fi];
+        const char *value = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
+        int is_key = PQgetvalue(r, i, 4)[0] == 't';
+        int64_t version = col_i64(r, i, 5);
+        const char *what = NULL, *x = NULL, *y = NULL;
+        if (!str_eq_null(f->value, value)) {
+            what = "value";
+            x = f->value ? f->value : "(null)";
+            y = value ? value : "(null)";
+        } else if (f->is_key != is_key) {
+            what = "is_key";
+            x = f->is_key ? "true" : "false";
+            y = is_key ? "true" : "false";
+        } else if (f->version != version) {
+            what = "version";
+            i64s(a, sizeof a, f->version);
+            i64s(b, sizeof b, version);
+            x = a;
+            y = b;
+        } else if (strcmp(f->platform, PQgetvalue(r, i, 6)) != 0) {
+            what = "platform";
+            x = f->platform;
+            y = PQgetvalue(r, i, 6);
+        } else if (strcmp(f->event_id, PQgetvalue(r, i, 7)) != 0) {
+            what = "event_id";
+            x = f->event_id;
+            y = PQgetvalue(r, i, 7);
+        }
+        if (!what) continue;
+        snprintf(field, sizeof field, "field %s: %s", name, what);
+        rc = add_diff(v, "customer", cust, cust, "customer_fields", field, x, y);
+    }
+    for (size_t i = 0; !rc && i < v->nfields; i++) {
+        if (seen[i]) continue;
+        char field[160];
+        snprintf(field, sizeof field, "field %s: row", v->fields[i].field);
+        rc = add_diff(v, "customer", v->fields[i].customer, v->fields[i].customer, "customer_fields", field,
+                      "present", "missing");
+    }
+    if (!rc) json_object_set_new(v->checked, "customer_fields", json_integer(PQntuples(r)));
+    free(seen);
+    PQclear(r);
+    return rc;
+}
+
+/* conflicts: customer, field, status, candidates, chosen value. */
+static int cmp_conflicts(tl_verify_t *v, PGconn *pg, char *err, size_t errlen) {
+    int rc = TL_OK;
+    PGresult *r = select_rows(pg,
+        "SELECT tenant_id, conflict_id, customer_id, field, status, candidates::text, chosen_value FROM conflicts",
+        err, errlen, &rc);
+    if (!r) return rc;
+    char *seen = calloc(v->nconfs + 1, 1);
+    if (!seen) rc = TL_ENOMEM;
+    for (int i = 0; !rc && i < PQntuples(r); i++) {
+        char key[256], field[160];
+        const char *id = PQgetvalue(r, i, 1), *cust = PQgetvalue(r, i, 2), *name = PQgetvalue(r, i, 3);
+        snprintf(key, sizeof key, "%s/%s", PQgetvalue(r, i, 0), id);
+        size_t ki = smap_get(&v->conf_idx, key);
+        if (ki == SIZE_MAX) {
+            snprintf(field, sizeof field, "conflict %s (field %s): row", id, name);
+            rc = add_diff(v, "customer", cust, cust, "conflicts", field, "absent", "present");
+            continue;
+        }
+        seen[ki] = 1;
+        const crow_t *c = &v->confs[ki];
+        char *cand = json_norm(PQgetvalue(r, i, 5), (size_t)PQgetlength(r, i, 5));
+        if (!cand) {
+            rc = TL_ENOMEM;
+            break;
+        }
+        const char *chosen = PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6);
+        const char *what = NULL, *x = NULL, *y = NULL;
+        if (strcmp(c->customer, cust) != 0) what = "customer", x = c->customer, y = cust;
+        else if (strcmp(c->field, name) != 0) what = "field", x = c->field, y = name;
+        else if (strcmp(c->status, PQgetvalue(r, i, 4)) != 0) what = "status", x = c->status, y = PQgetvalue(r, i, 4);
+        else if (!str_eq_null(c->candidates, cand))
+            what = "candidates", x = c->candidates ? c->candidates : "[]", y = cand;
+        else if (!str_eq_null(c->chosen, chosen))
+            what = "chosen_value", x = c->chosen ? c->chosen : "(null)", y = chosen ? chosen : "(null)";
+        if (what) {
+            snprintf(field, sizeof field, "conflict %s (field %s): %s", id, c->field, what);
+            rc = add_diff(v, "customer", c->customer, c->customer, "conflicts", field, x, y);
+        }
+        free(cand);
+    }
+    for (size_t i = 0; !rc && i < v->nconfs; i++) {
+        if (seen[i]) continue;
+        char field[160];
+        snprintf(field, sizeof field, "conflict %s (field %s): row", v->confs[i].id, v->confs[i].field);
+        rc = add_diff(v, "customer", v->confs[i].customer, v->confs[i].customer, "conflicts", field, "present",
+                      "missing");
+    }
+    if (!rc) json_object_set_new(v->checked, "conflicts", json_integer(PQntuples(r)));
+    free(seen);
+    PQclear(r);
+    return rc;
+}
 
 int tl_verify_postgres(tl_verify_t *v, PGconn *pg, char *err, size_t errlen) {
     finish_replay(v);
@@ -928,8 +1505,18 @@ int tl_verify_postgres(tl_verify_t *v, PGconn *pg, char *err, size_t errlen) {
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? TL_OK : tl_pg_err(pg, r);
     if (rc) snprintf(err, errlen, "%s", PQerrorMessage(pg));
     PQclear(r);
-    for (size_t i = 0; !rc && i < sizeof comparators / sizeof *comparators; i++)
-        rc = comparators[i].run(v, pg, comparators[i].table, err, errlen);
+    /* The unified tables are the agent worker's; a verifier never
+     * configured compares them as far as the replay alone says. */
+    int unified = !v->configured || v->unified;
+    if (!rc && unified) rc = cmp_customers(v, pg, "customers", err, errlen);
+    if (!rc && unified) rc = cmp_conversations(v, pg, "conversations", err, errlen);
+    if (!rc && v->configured && v->unified) rc = cmp_fields(v, pg, err, errlen);
+    if (!rc && v->configured && v->unified) rc = cmp_conflicts(v, pg, err, errlen);
+    for (size_t k = 0; !rc && v->configured && k < v->nviews; k++) {
+        char table[32];
+        snprintf(table, sizeof table, "view_%s", tl_platform_slug(v->pf[k]->platform));
+        rc = cmp_view(v, pg, k, table, err, errlen);
+    }
     PQclear(PQexec(pg, "ROLLBACK"));
     return rc;
 }
@@ -962,9 +1549,20 @@ json_t *tl_verify_report(tl_verify_t *v, tl_fold_t *fold) {
         const tl_verify_conv_t *c = &v->conv.v[i];
         tl_buf_reset(&buf);
         if (tl_verify_render_conversation(c, &buf) || tl_verify_digest(buf.data, buf.len, hex)) goto fail;
-        json_array_append_new(convs, json_pack("{s:s, s:s, s:s, s:I, s:s}", "tenant", c->tenant,
-                                               "conversation", c->id, "customer", c->customer,
-                                               "version", (json_int_t)c->version, "digest", hex));
+        json_t *cj = json_pack("{s:s, s:s, s:s, s:I, s:s}", "tenant", c->tenant, "conversation", c->id,
+                               "customer", c->customer, "version", (json_int_t)c->version, "digest", hex);
+        if (!cj) goto fail;
+        if (v->configured && v->nviews) {
+            json_t *views = json_object();
+            for (size_t k = 0; views && k < v->nviews; k++) {
+                char table[32];
+                snprintf(table, sizeof table, "view_%s", tl_platform_slug(v->pf[k]->platform));
+                if (vrows_digest(&v->conv_rows[i * TL_VERIFY_MAX_VIEWS + k], hex)) break;
+                json_object_set_new(views, table, json_string(hex));
+            }
+            json_object_set_new(cj, "views", views ? views : json_null());
+        }
+        json_array_append_new(convs, cj);
     }
     for (size_t i = 0; i < v->ndiffs; i++) {
         const tl_verify_diff_t *d = &v->diffs[i];

@@ -15,23 +15,39 @@
  *   customers      version, platforms (as a set), first_seen, last_activity
  *   conversations  customer, version, status, item_count, platforms (set),
  *                  opened_at, last_activity
- *   view_agent     the conversation's items: event ids in order of
- *                  (effective_ts, partition, offset), each with its
- *                  effective_ts and log position, one row (part 0) each
- *   view_<p>       (web, app, mini_program, wechat, douyin, phone) what
- *                  holds whatever the platform's rendering: every row is an
- *                  event of that conversation with its effective_ts and log
- *                  position, in the conversation's order, the parts of one
- *                  event numbered 0, 1, ... without gaps, no event twice;
- *                  which items a platform renders is not checked here
+ *   view_<p>       (agent, web, app, mini_program, wechat, douyin, phone)
+ *                  exactly the rows the projection writes: the replay
+ *                  rebuilds, per event, the Change the fold worker wrote
+ *                  (tl_fold_worker_change) and renders it with
+ *                  tl_view_render and the profile the projection uses;
+ *                  per conversation the rows (every column, bodies as
+ *                  JSON with sorted keys) are digested on both sides and,
+ *                  when the digests differ, the first differing row and
+ *                  column is named ("item E part 1: body.text")
+ *   customer_fields  per customer and field: value, is_key, version,
+ *                  platform, event_id, as the agent projection writes them
+ *                  from the Changes' fold changes
+ *   conflicts      per conflict: customer, field, status, candidates,
+ *                  chosen value
  *
- * Each PostgreSQL comparator is one entry of a table in verify.c, so a
- * view's exact rendering check is one more function.
+ * Only the views that serve runs are compared (tl_verify_configure, from
+ * --views); the unified tables (customers, conversations, customer_fields,
+ * conflicts) are the agent worker's and are compared when agent is one of
+ * them.  A verifier never configured compares customers and conversations
+ * only.  The identities index is not compared: docs/audit.md says why.
+ *
+ * The views are recomputed rather than checked for plausibility because
+ * the render is pure (view.h): the same Change, event and profile give the
+ * same rows byte for byte, so any difference is a lost, repeated or
+ * corrupted write.  The price is memory: a configured verifier keeps every
+ * rendered row of every view until it compares (about the size of the
+ * views' bodies), which is what a verify of the whole log costs.
  *
  * Digests.  Every replayed customer and conversation gets a SHA-256 over a
- * canonical text rendering (tl_verify_render_conversation); the same
- * rendering of what PostgreSQL holds must give the same digest.  Digests
- * decide agreement; the field comparison only explains a disagreement.
+ * canonical text rendering (tl_verify_render_conversation), and every
+ * conversation one per view over its rows; the same rendering of what
+ * PostgreSQL holds must give the same digest.  Digests decide agreement;
+ * the field comparison only explains a disagreement.
  *
  * Threads: one tl_verify_t belongs to one thread.
  */
@@ -48,8 +64,10 @@
 #include "event.h"
 #include "fold.h"
 #include "kafka.h"
+#include "profile.h"
 
 #define TL_VERIFY_DIGEST_HEX 65     /* 64 hex digits and a NUL */
+#define TL_VERIFY_MAX_VIEWS 7
 
 typedef struct tl_verify tl_verify_t;
 
@@ -78,9 +96,9 @@ typedef struct tl_verify_diff {
     char id[80];
     char customer[40];          /* "" when unknown */
     char source[24];            /* ".state", "customers", "view_agent", ... */
-    char field[64];
-    char replay[256];
-    char found[256];
+    char field[160];
+    char replay[320];
+    char found[320];
 } tl_verify_diff_t;
 
 /* An empty verifier.  NULL on allocation failure.  Any thread. */
@@ -88,6 +106,16 @@ tl_verify_t *tl_verify_new(void);
 
 /* Frees it.  NULL does nothing. */
 void tl_verify_free(tl_verify_t *v);
+
+/* Makes v render and compare the views of profiles[0..n) (n at most
+ * TL_VERIFY_MAX_VIEWS, one per platform, borrowed: they must outlive v)
+ * and the unified tables when one of them is the agent view.  fold is the
+ * fold the replay applies to: tl_verify_observe reads it right after each
+ * apply, as the fold worker does, to rebuild the Change's fold changes.
+ * Call it before the first observe.  TL_EINVAL (no fold, too many views,
+ * a platform twice), TL_ENOMEM.  Owner thread. */
+int tl_verify_configure(tl_verify_t *v, const tl_fold_t *fold, const tl_profile_t *const *profiles,
+                        size_t n);
 
 /* The replay callback (tl_replay_cb, opaque = the verifier): aggregates
  * one folded record.  TL_ENOMEM.  Owner thread. */
@@ -127,12 +155,15 @@ int tl_verify_write_schema(tl_verify_t *v, tl_fold_t *fold, PGconn *pg, const ch
 size_t tl_verify_ndiffs(const tl_verify_t *v);
 const tl_verify_diff_t *tl_verify_diff_at(const tl_verify_t *v, size_t i);
 
-/* "conversation X: version: replay 12, conversations 11" into out. */
+/* "conversation X: version: replay 12, conversations 11" into out; for a
+ * row of a view or of customer_fields / conflicts, "conversation X:
+ * view_wechat: item E part 1: body.text: replay '...', view '...'". */
 void tl_verify_diff_text(const tl_verify_diff_t *d, char *out, size_t n);
 
 /* The report: {"ok", "replayed": {customers, conversations}, "checked":
  * {source: rows}, "customers": [{tenant, customer, digest}],
- * "conversations": [{tenant, conversation, customer, digest}],
+ * "conversations": [{tenant, conversation, customer, digest, views:
+ * {view_<p>: digest of its rows}}],
  * "differences": [{subject, id, customer, source, field, replay, found}]}.
  * New reference, NULL on allocation failure.  Owner thread. */
 json_t *tl_verify_report(tl_verify_t *v, tl_fold_t *fold);

@@ -6,6 +6,8 @@
 
 #include "adapter.h"
 #include "error.h"
+#include "fold.h"
+#include "fold_worker.h"
 #include "identity.h"
 #include "metrics.h"
 #include "suites.h"
@@ -162,12 +164,89 @@ START_TEST(identity_resolver_degrades_to_deterministic_ids) {
 }
 END_TEST
 
+
+/* Folds ev and returns the writer's statements for the Change the fold
+ * worker writes for it. */
+static size_t ops_after_fold(tl_fold_t *f, const tl_event_t *ev, tl_identity_op_t *ops, tl_str_t *ignored) {
+    static tl_fold_change_out_t out;
+    tl_fold_result_t res;
+    tl_change_t ch;
+    ck_assert_int_eq(tl_fold_apply(f, ev, &res), 0);
+    tl_fold_worker_change(f, ev, &res, 0, 0, TL_STR_NULL, &out, &ch);
+    *ignored = ch.ignored;
+    return tl_identity_ops(&ch, ev, ops);
+}
+
+static int has_op(const tl_identity_op_t *ops, size_t n, tl_identity_op_kind_t kind) {
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].kind == kind) return 1;
+    return 0;
+}
+
+/* The index follows what the fold did: a link applied writes the link and
+ * the merge; one the fold ignored (already linked, self link, unknown
+ * link) writes nothing at all. */
+START_TEST(identity_writer_skips_links_the_fold_ignored) {
+    tl_fold_t *f = tl_fold_new(&(tl_fold_opts_t){300000, 1800000, NULL, 0});
+    ck_assert_ptr_nonnull(f);
+    tl_identity_op_t ops[TL_IDENTITY_MAX_OPS];
+    tl_str_t ignored;
+    tl_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.tenant_id = TL_STR("acme");
+    ev.customer_id = TL_STR(CUST_A);
+    ev.platform = TL_PLATFORM_WECHAT;
+    ev.platform_user_id = TL_STR("o-1");
+    ev.kind = TL_EV_IDENTITY_LINKED;
+    ev.u.link.linked_customer_id = TL_STR(CUST_B);
+    ev.u.link.platform = TL_PLATFORM_APP;
+    ev.u.link.platform_user_id = TL_STR("app-1");
+    ev.u.link.evidence = TL_EVIDENCE_UNIONID;
+    ev.u.link.evidence_value = TL_STR("union-1");
+    const char *ids[] = {"e-1", "e-2", "e-3", "e-4", "e-5"};
+    const char *keys[] = {"k-1", "k-2", "k-3", "k-4", "k-5"};
+    for (int i = 0; i < 5; i++) {
+        ev.event_id = (tl_str_t){ids[i], 3};
+        ev.idempotency_key = (tl_str_t){keys[i], 3};
+        ev.occurred_at = ev.received_at = 1000 + i;
+        if (i == 2) ev.u.link.linked_customer_id = TL_STR(CUST_A);           /* self link */
+        if (i == 3) {                                                        /* unlink B */
+            ev.kind = TL_EV_IDENTITY_UNLINKED;
+            ev.u.unlink.linked_customer_id = TL_STR(CUST_B);
+            ev.u.unlink.platform = TL_PLATFORM_APP;
+            ev.u.unlink.platform_user_id = TL_STR("app-1");
+        }
+        /* i == 4: unlink B again, no such link any more */
+        size_t n = ops_after_fold(f, &ev, ops, &ignored);
+        switch (i) {
+        case 0: /* applied: seen, the app identity, the unionid, the merge */
+            ck_assert_ptr_null(ignored.ptr);
+            ck_assert_uint_eq(n, 4);
+            ck_assert(has_op(ops, n, TL_IDENTITY_OP_LINK) && has_op(ops, n, TL_IDENTITY_OP_MERGE));
+            break;
+        case 3: /* applied */
+            ck_assert_ptr_null(ignored.ptr);
+            ck_assert(has_op(ops, n, TL_IDENTITY_OP_UNLINK_ROWS) && has_op(ops, n, TL_IDENTITY_OP_UNLINK_MERGE));
+            break;
+        default: /* already linked, self link, unknown link */
+            ck_assert_ptr_nonnull(ignored.ptr);
+            ck_assert_uint_eq(n, 0);
+        }
+    }
+    /* A duplicate changes nothing either. */
+    tl_change_t dup = {.duplicate = 1};
+    ck_assert_uint_eq(tl_identity_ops(&dup, &ev, ops), 0);
+    tl_fold_free(f);
+}
+END_TEST
+
 Suite *tl_identity_suite(void) {
     Suite *s = suite_create("identity");
     TCase *tc = tcase_create("keys");
     tcase_add_test(tc, identity_key_joins_with_nul_and_refuses_overflow);
     tcase_add_test(tc, identity_default_id_matches_adapters_and_separates_kinds);
     tcase_add_test(tc, identity_evidence_kinds);
+    tcase_add_test(tc, identity_writer_skips_links_the_fold_ignored);
     suite_add_tcase(s, tc);
     tc = tcase_create("cache");
     tcase_add_test(tc, identity_cache_hits_until_ttl);

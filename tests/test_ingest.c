@@ -1478,6 +1478,50 @@ START_TEST(ingest_verified_phone_routes_caller_to_linked_customer) {
 }
 END_TEST
 
+
+/* A link the fold ignored (the customers are already linked) leaves the
+ * identity index alone: the identity it names is not indexed to anyone.
+ * A later applied link on the same customer (same partition, so the
+ * writer has passed the ignored one) is the marker to wait for. */
+START_TEST(ingest_ignored_link_leaves_the_index_alone) {
+    in_begin_with(1);
+    int64_t now = tl_test_now_ms();
+    char body[1024], web[40], phone[40], fresh[40], err[512];
+    tl_test_resp_t resp;
+    in_ack_t ack;
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_WEB, TL_STR("v-ig"), web);
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_PHONE, TL_STR("+8613700137000"), phone);
+    tl_adapter_customer_id(TL_STR(IN_TENANT), TL_PLATFORM_APP, TL_STR("dev-fresh"), fresh);
+#define LINK(msg, other, platform, user, evidence)                                                   \
+    snprintf(body, sizeof body, "{\"tenant_id\":\"acme\",\"platform\":\"web\",\"platform_user_id\":" \
+             "\"v-ig\",\"message_id\":\"%s\",\"occurred_at\":%" PRId64 ",\"customer_id\":\"%s\","      \
+             "\"payload\":{\"type\":\"IdentityLinked\",\"linked_customer_id\":\"%s\",\"platform\":"   \
+             "\"%s\",\"platform_user_id\":\"%s\",\"evidence\":\"%s\"}}", msg, now, web, other,        \
+             platform, user, evidence);                                                              \
+    in_post("/v1/ingest/api", "application/json", NULL, body, &resp);                                \
+    in_parse_ack(&resp, 202, msg, &ack)
+
+    LINK("link-1", phone, "phone", "+8613700137000", "VERIFIED_PHONE");
+    in_wait_identity("phone", "+8613700137000", web, "VERIFIED_PHONE");
+    /* The same two customers again, naming another identity: the fold
+     * ignores it (already linked). */
+    LINK("link-2", phone, "app", "dev-ignored", "OTHER");
+    /* Applied: a customer not linked yet. */
+    LINK("link-3", fresh, "app", "dev-fresh", "OTHER");
+    in_wait_identity("app", "dev-fresh", web, "OTHER");
+#undef LINK
+    int64_t rows = -1;
+    const char *params[] = {IN_TENANT, "dev-ignored"};
+    IN_ASSERT(tl_test_pg_int(in.pg, "SELECT count(*) FROM identities WHERE tenant_id = $1 AND platform = 'app'"
+                             " AND platform_user_id = $2", 2, params, &rows, err, sizeof err) == 0, "%s", err);
+    IN_ASSERT(rows == 0, "the link the fold ignored indexed (app, dev-ignored): %" PRId64 " rows", rows);
+    const char *merge[] = {IN_TENANT, phone};
+    IN_ASSERT(tl_test_pg_int(in.pg, "SELECT count(*) FROM identity_merges WHERE tenant_id = $1 AND absorbed = $2"
+                             " AND active", 2, merge, &rows, err, sizeof err) == 0, "%s", err);
+    IN_ASSERT(rows == 1, "the applied link's merge: %" PRId64 " active rows, want 1", rows);
+}
+END_TEST
+
 Suite *tl_ingest_suite(void) {
     Suite *s = suite_create("ingest");
     TCase *tc = tcase_create("services");
@@ -1503,6 +1547,7 @@ Suite *tl_ingest_suite(void) {
     tcase_add_test(tc, ingest_app_login_links_device_into_account);
     tcase_add_test(tc, ingest_unionid_joins_mini_program_and_official_account);
     tcase_add_test(tc, ingest_verified_phone_routes_caller_to_linked_customer);
+    tcase_add_test(tc, ingest_ignored_link_leaves_the_index_alone);
     suite_add_tcase(s, tc);
     return s;
 }

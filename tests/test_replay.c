@@ -205,6 +205,25 @@ static void rp_field(const char *customer, const char *msgid, const char *field,
     rp_post("/v1/ingest/api", body, ack);
 }
 
+/* An event of any kind on any platform through the api route. */
+static void rp_api(const char *platform, const char *user, const char *msgid, int64_t occurred_at, json_t *payload,
+                   rp_ack_t *ack) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "tenant_id", RP_TENANT, "platform", platform,
+                          "platform_user_id", user, "message_id", msgid, "occurred_at", (json_int_t)occurred_at,
+                          "payload", payload);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    RP_ASSERT(body != NULL, "out of memory");
+    char err[1024];
+    int rc = rp_post_on(rp.curl, "/v1/ingest/api", body, ack, err, sizeof err);
+    free(body);
+    RP_ASSERT(rc == 0, "%s", err);
+}
+
+static json_t *rp_text(const char *text) {
+    return json_pack("{s:s, s:s}", "type", "MessageReceived", "text", text);
+}
+
 /* ------------------------------------------------------------- commands */
 
 /* Runs `threadline <cmd> <common flags> args...`; its output in rp.out.
@@ -313,21 +332,28 @@ static void rp_verify_names(const char *conv, const char *source, const char *fi
     json_t *diffs = json_object_get(j, "differences"), *d;
     size_t i;
     int found = 0;
+    tl_test_report_t rep = {.text = ""};
     json_array_foreach(diffs, i, d) {
         const char *id = json_string_value(json_object_get(d, "id"));
         const char *src = json_string_value(json_object_get(d, "source"));
         const char *f = json_string_value(json_object_get(d, "field"));
+        tl_test_report(&rep, "%s %s: %s: replay %s, found %s", id ? id : "?", src ? src : "?", f ? f : "?",
+                       json_string_value(json_object_get(d, "replay")),
+                       json_string_value(json_object_get(d, "found")));
         found |= id && src && f && strcmp(id, conv) == 0 && strcmp(src, source) == 0 &&
                  strncmp(f, field, strlen(field)) == 0;
     }
     size_t nd = json_array_size(diffs);
     json_decref(j);
-    RP_ASSERT(found, "verify did not name conversation %s, %s, %s", conv, source, field);
-    RP_ASSERT(nd == 1, "one row tampered with, %zu differences reported", nd);
+    RP_ASSERT(found, "verify did not name conversation %s, %s, %s:%s", conv, source, field, rep.text);
+    RP_ASSERT(nd == 1, "one row tampered with, %zu differences reported:%s", nd, rep.text);
     /* The text form names it too. */
     st = rp_cmd("verify", NULL);
     RP_ASSERT(st == 1 && strstr(rp.out, conv) && strstr(rp.out, source), "text verify does not name %s in %s",
               conv, source);
+    const char *line = strstr(rp.out, "DIFFERS ");
+    printf("replay: %.*s\n", line ? (int)strcspn(line, "\n") : 4, line ? line : "none");
+    fflush(stdout);
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -381,7 +407,9 @@ START_TEST(replay_verify_names_tampered_conversation_and_field) {
                  sizeof conv);
     rp_sql("UPDATE view_agent SET effective_ts = effective_ts + interval '1 hour' WHERE event_id = $1",
            acks[1][1].event_id);
-    rp_verify_names(conv, "view_agent", "items[1]");
+    char want_field[640];
+    snprintf(want_field, sizeof want_field, "item %s part 0: effective_ts", acks[1][1].event_id);
+    rp_verify_names(conv, "view_agent", want_field);
     rp_sql("UPDATE view_agent SET effective_ts = effective_ts - interval '1 hour' WHERE event_id = $1",
            acks[1][1].event_id);
 
@@ -390,12 +418,14 @@ START_TEST(replay_verify_names_tampered_conversation_and_field) {
                  sizeof conv);
     char sql[1024];
     snprintf(sql, sizeof sql,
-             "INSERT INTO view_web SELECT tenant_id, event_id, '%s', customer_id, kind, platform, source_label,"
-             " effective_ts, occurred_at, received_at, source_partition, source_offset, idempotency_key, body, part"
-             " FROM view_agent WHERE event_id = $1", conv);
+             "INSERT INTO view_web SELECT tenant_id, 'f' || substr(event_id, 2), '%s', customer_id, kind, platform,"
+             " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
+             " idempotency_key, body, part FROM view_web WHERE event_id = $1", conv);
     rp_sql(sql, acks[2][0].event_id);
-    rp_verify_names(conv, "view_web", "rows[0]");
-    rp_sql("DELETE FROM view_web WHERE event_id = $1", acks[2][0].event_id);
+    snprintf(want_field, sizeof want_field, "item f%s part 0: row", acks[2][0].event_id + 1);
+    rp_verify_names(conv, "view_web", want_field);
+    snprintf(want_field, sizeof want_field, "f%s", acks[2][0].event_id + 1);
+    rp_sql("DELETE FROM view_web WHERE event_id = $1", want_field);
     rp_verify_passes(30000);
 
     /* A conversation's account: its events, in order, nothing else. */
@@ -458,6 +488,101 @@ START_TEST(replay_verify_names_tampered_conversation_and_field) {
     tl_fold_free(f);
     RP_ASSERT(pe == 0 && left == 0, "producing the forged state: %s", rd_kafka_err2str(pe));
     rp_verify_names(cust, ".state", "version");
+}
+END_TEST
+
+
+/* Every view rendered from the replay, row for row and column for column,
+ * and the fold's tables: a clean run verifies clean; one tampered cell of
+ * view_wechat (the second part of a split text), of customer_fields and of
+ * conflicts is named with its conversation or customer and its field. */
+START_TEST(replay_verify_checks_every_view_and_the_fold_tables) {
+    rp_begin(NULL);
+    int64_t t0 = tl_test_now_ms() - 60000;
+    rp_ack_t web, app, mp, wx, dy, ph, f1, f2, f3;
+    rp_api("web", "w-1", "a", t0,
+           json_pack("{s:s, s:s, s:[{s:s, s:s, s:i, s:i, s:i}]}", "type", "MessageReceived", "text", "this one",
+                     "attachments", "url", "https://cdn.example/a.png", "mime", "image/png", "bytes", 2048,
+                     "width", 640, "height", 480), &web);
+    rp_api("app", "app-1", "b", t0 + 1, rp_text("where is my refund? call 13812345678"), &app);
+    rp_api("mini_program", "mp-1", "c", t0 + 2,
+           json_pack("{s:s, s:s, s:s}", "type", "MessageReceived", "text", "Do you have this in a bigger size?",
+                     "entry_point", "product-detail:SKU-1"), &mp);
+    char long_text[3008];
+    for (int i = 0; i < 1000; i++) memcpy(long_text + 3 * i, "\xe5\xb0\xba", 3);
+    memcpy(long_text + 3000, " tail!!", 8);
+    rp_api("wechat", "wx-1", "d", t0 + 3, rp_text(long_text), &wx);
+    rp_api("douyin", "dy-1", "e", t0 + 4, rp_text("delivery status please, mail me at li@example.com"), &dy);
+    rp_api("phone", "+8613812345678", "f", t0 + 5,
+           json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:f}", "type", "TranscriptSegment", "call_id", "call-1",
+                     "start_ms", 12000, "end_ms", 30500, "speaker", "CUSTOMER", "text", "where is my parcel",
+                     "confidence", 0.9), &ph);
+    rp_api("mini_program", "mp-1", "g1", t0 + 6,
+           json_pack("{s:s, s:s, s:s}", "type", "FieldAsserted", "field", "order_no", "value", "A-1"), &f1);
+    rp_api("mini_program", "mp-1", "g2", t0 + 7,
+           json_pack("{s:s, s:s, s:s}", "type", "FieldAsserted", "field", "order_no", "value", "B-2"), &f2);
+    rp_api("mini_program", "mp-1", "g3", t0 + 8,
+           json_pack("{s:s, s:s, s:s}", "type", "FieldAsserted", "field", "name", "value", "Li Lei"), &f3);
+    char err[512];
+    int64_t n = 0, deadline = tl_test_mono_ms() + 120000;
+    while (tl_test_mono_ms() < deadline) {
+        RP_ASSERT(tl_test_pg_int(rp.pg, "SELECT (SELECT count(*) FROM view_wechat) * 10 + (SELECT count(*) FROM"
+                                 " conflicts)", 0, NULL, &n, err, sizeof err) == 0, "%s", err);
+        if (n >= 21) break;
+        tl_test_sleep_ms(250);
+    }
+    RP_ASSERT(n >= 21, "view_wechat and conflicts did not fill (%" PRId64 ")", n);
+    rp_verify_passes(120000);
+    /* The report names what it compared, every view among them. */
+    static const char *const json_args[] = {"--json", NULL};
+    RP_ASSERT(rp_cmd("verify", json_args) == 0, "verify exited non-zero on a clean run");
+    json_t *j = rp_json(), *checked = json_object_get(j, "checked");
+    static const char *const sources[] = {"view_agent", "view_web", "view_app", "view_mini_program", "view_wechat",
+                                          "view_douyin", "view_phone", "customer_fields", "conflicts"};
+    for (size_t i = 0; i < sizeof sources / sizeof *sources; i++)
+        RP_ASSERT(json_integer_value(json_object_get(checked, sources[i])) > 0, "verify did not compare %s",
+                  sources[i]);
+    json_decref(j);
+
+    /* The second part of the split WeChat text. */
+    char conv[64], field[256];
+    rp_sql_value("SELECT conversation_id FROM conversations WHERE customer_id = $1", wx.customer_id, conv,
+                 sizeof conv);
+    rp_sql("UPDATE view_wechat SET body = jsonb_set(body, '{text}', to_jsonb((body->>'text') || 'X'))"
+           " WHERE event_id = $1 AND part = 1", wx.event_id);
+    snprintf(field, sizeof field, "item %s part 1: body.text", wx.event_id);
+    rp_verify_names(conv, "view_wechat", field);
+    rp_sql("UPDATE view_wechat SET body = jsonb_set(body, '{text}', to_jsonb(left(body->>'text', -1)))"
+           " WHERE event_id = $1 AND part = 1", wx.event_id);
+
+    /* A field's value. */
+    rp_sql("UPDATE customer_fields SET value = value || 'X' WHERE customer_id = $1 AND field = 'name'",
+           f3.customer_id);
+    rp_verify_names(f3.customer_id, "customer_fields", "field name: value");
+    rp_sql("UPDATE customer_fields SET value = left(value, -1) WHERE customer_id = $1 AND field = 'name'",
+           f3.customer_id);
+
+    /* A conflict's status. */
+    char conflict[80];
+    rp_sql_value("SELECT conflict_id FROM conflicts WHERE customer_id = $1 AND field = 'order_no'", f2.customer_id,
+                 conflict, sizeof conflict);
+    rp_sql("UPDATE conflicts SET status = 'withdrawn' WHERE customer_id = $1 AND field = 'order_no'",
+           f2.customer_id);
+    snprintf(field, sizeof field, "conflict %s (field order_no): status", conflict);
+    rp_verify_names(f2.customer_id, "conflicts", field);
+    rp_sql("UPDATE conflicts SET status = 'open' WHERE customer_id = $1 AND field = 'order_no'", f2.customer_id);
+    rp_verify_passes(30000);
+
+    /* Only the views serve runs are compared: without agent, neither
+     * view_agent nor the unified tables. */
+    static const char *const some[] = {"--json", "--views", "wechat,phone", NULL};
+    RP_ASSERT(rp_cmd("verify", some) == 0, "verify --views wechat,phone exited non-zero");
+    j = rp_json();
+    checked = json_object_get(j, "checked");
+    RP_ASSERT(json_object_get(checked, "view_wechat") && json_object_get(checked, "view_phone") &&
+              !json_object_get(checked, "view_web") && !json_object_get(checked, "view_agent") &&
+              !json_object_get(checked, "customer_fields"), "--views wechat,phone compared other tables");
+    json_decref(j);
 }
 END_TEST
 
@@ -759,6 +884,7 @@ Suite *tl_replay_suite(void) {
     tcase_add_unchecked_fixture(tc, rp_services_check, rp_services_sweep);
     tcase_add_checked_fixture(tc, rp_setup, rp_teardown);
     tcase_add_test(tc, replay_verify_names_tampered_conversation_and_field);
+    tcase_add_test(tc, replay_verify_checks_every_view_and_the_fold_tables);
     tcase_add_test(tc, replay_state_as_of_equals_folding_the_log_prefix);
     tcase_add_test(tc, replay_export_of_linked_customer_has_every_identity);
     tcase_add_test(tc, replay_unreachable_broker_exits_2);

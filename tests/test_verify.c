@@ -11,6 +11,7 @@
 #include "audit.h"
 #include "error.h"
 #include "fold.h"
+#include "profile.h"
 #include "replay.h"
 #include "suites.h"
 #include "verify.h"
@@ -124,13 +125,26 @@ START_TEST(verify_difference_text_names_conversation_field_and_source) {
     memset(&d, 0, sizeof d);
     strcpy(d.subject, "conversation");
     strcpy(d.id, "X");
-    strcpy(d.source, "view_agent");
+    strcpy(d.source, "conversations");
     strcpy(d.field, "version");
     strcpy(d.replay, "12");
     strcpy(d.found, "11");
-    char line[256];
+    char line[512];
     tl_verify_diff_text(&d, line, sizeof line);
-    ck_assert_str_eq(line, "conversation X: version: replay 12, view_agent 11");
+    ck_assert_str_eq(line, "conversation X: version: replay 12, conversations 11");
+    /* A view row: the view, then the row and column. */
+    strcpy(d.source, "view_wechat");
+    strcpy(d.field, "item E part 1: body.text");
+    strcpy(d.replay, "abc");
+    strcpy(d.found, "abd");
+    tl_verify_diff_text(&d, line, sizeof line);
+    ck_assert_str_eq(line, "conversation X: view_wechat: item E part 1: body.text: replay 'abc', view 'abd'");
+    strcpy(d.subject, "customer");
+    strcpy(d.id, "C");
+    strcpy(d.source, "customer_fields");
+    strcpy(d.field, "field email: value");
+    tl_verify_diff_text(&d, line, sizeof line);
+    ck_assert_str_eq(line, "customer C: customer_fields: field email: value: replay 'abc', table 'abd'");
 }
 END_TEST
 
@@ -234,6 +248,88 @@ START_TEST(verify_audit_account_and_state_provenance) {
 }
 END_TEST
 
+
+/* A configured verifier renders every view with the profile it is given:
+ * the report digests each view's rows, the same inputs give the same
+ * digests, and another WeChat profile (a smaller max_bytes, as --profiles
+ * may give) changes view_wechat's digest and no other. */
+START_TEST(verify_views_render_with_the_configured_profiles) {
+    static const tl_platform_t views[] = {TL_PLATFORM_AGENT, TL_PLATFORM_WEB, TL_PLATFORM_APP,
+                                          TL_PLATFORM_MINI_PROGRAM, TL_PLATFORM_WECHAT, TL_PLATFORM_DOUYIN,
+                                          TL_PLATFORM_PHONE};
+    enum { NV = sizeof views / sizeof *views };
+    tl_profile_t *pf[NV], *small = NULL;
+    char err[512];
+    for (int i = 0; i < NV; i++) ck_assert_int_eq(tl_profile_load("", views[i], &pf[i], err, sizeof err), 0);
+    const char *text = tl_profile_builtin(TL_PLATFORM_WECHAT);
+    ck_assert_ptr_nonnull(text);
+    char *edited = strdup(text), *at = strstr(edited, "\"max_bytes\": 2048");
+    ck_assert_ptr_nonnull(at);
+    memcpy(at, "\"max_bytes\": 1024", 17);
+    ck_assert_int_eq(tl_profile_parse(edited, strlen(edited), TL_PLATFORM_WECHAT, "edited", &small, err, sizeof err), 0);
+    free(edited);
+    const tl_profile_t *other[NV];
+    for (int i = 0; i < NV; i++) other[i] = views[i] == TL_PLATFORM_WECHAT ? small : pf[i];
+
+    tl_fold_t *f = tl_fold_new(&(tl_fold_opts_t){300000, 1800000, NULL, 0});
+    tl_verify_t *v[3] = {tl_verify_new(), tl_verify_new(), tl_verify_new()};
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(tl_verify_configure(v[0], f, (const tl_profile_t *const *)pf, NV), 0);
+    ck_assert_int_eq(tl_verify_configure(v[1], f, (const tl_profile_t *const *)pf, NV), 0);
+    ck_assert_int_eq(tl_verify_configure(v[2], f, other, NV), 0);
+    char long_text[3001];
+    for (int i = 0; i < 1000; i++) memcpy(long_text + 3 * i, "\xe5\xb0\xba", 3);
+    long_text[3000] = 0;
+    tl_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.tenant_id = TL_STR("acme");
+    ev.customer_id = TL_STR("u-1");
+    ev.platform = TL_PLATFORM_WECHAT;
+    ev.platform_user_id = TL_STR("wx-1");
+    ev.kind = TL_EV_MESSAGE_RECEIVED;
+    ev.event_id = TL_STR("e-1");
+    ev.idempotency_key = TL_STR("wechat:1");
+    ev.occurred_at = ev.received_at = 1000;
+    ev.u.message.text = (tl_str_t){long_text, 3000};
+    tl_fold_result_t res;
+    ck_assert_int_eq(tl_fold_apply(f, &ev, &res), 0);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(tl_verify_observe(v[i], &ev, &res, 0, 0), 0);
+    json_t *views_of[3];
+    json_t *r[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = tl_verify_report(v[i], f);
+        ck_assert_ptr_nonnull(r[i]);
+        views_of[i] = json_object_get(json_array_get(json_object_get(r[i], "conversations"), 0), "views");
+        ck_assert_int_eq(json_object_size(views_of[i]), NV);
+    }
+    ck_assert(json_equal(views_of[0], views_of[1]));
+    ck_assert_str_ne(json_string_value(json_object_get(views_of[0], "view_wechat")),
+                     json_string_value(json_object_get(views_of[2], "view_wechat")));
+    ck_assert_str_eq(json_string_value(json_object_get(views_of[0], "view_web")),
+                     json_string_value(json_object_get(views_of[2], "view_web")));
+    /* Unconfigured: no views. */
+    tl_verify_t *plain = tl_verify_new();
+    ck_assert_int_eq(tl_verify_observe(plain, &ev, &res, 0, 0), 0);
+    json_t *pr = tl_verify_report(plain, f);
+    ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(pr, "conversations"), 0), "views"));
+    json_decref(pr);
+    tl_verify_free(plain);
+    for (int i = 0; i < 3; i++) {
+        json_decref(r[i]);
+        tl_verify_free(v[i]);
+    }
+    ck_assert_int_eq(tl_verify_configure(v[0] = tl_verify_new(), f, (const tl_profile_t *const *)pf, NV + 1),
+                     TL_EINVAL);
+    const tl_profile_t *twice[] = {pf[0], pf[0]};
+    ck_assert_int_eq(tl_verify_configure(v[0], f, twice, 2), TL_EINVAL);
+    ck_assert_int_eq(tl_verify_configure(v[0], NULL, (const tl_profile_t *const *)pf, NV), TL_EINVAL);
+    tl_verify_free(v[0]);
+    tl_fold_free(f);
+    for (int i = 0; i < NV; i++) tl_profile_free(pf[i]);
+    tl_profile_free(small);
+}
+END_TEST
+
 Suite *tl_verify_suite(void) {
     Suite *s = suite_create("verify");
     TCase *tc = tcase_create("pure");
@@ -246,6 +342,7 @@ Suite *tl_verify_suite(void) {
     tcase_add_test(tc, verify_difference_text_names_conversation_field_and_source);
     tcase_add_test(tc, verify_observe_aggregates_like_the_projection);
     tcase_add_test(tc, verify_audit_account_and_state_provenance);
+    tcase_add_test(tc, verify_views_render_with_the_configured_profiles);
     suite_add_tcase(s, tc);
     return s;
 }
