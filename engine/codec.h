@@ -24,6 +24,10 @@
  *     is mapped on it;
  *   - the event layer (tl_codec_new_event, tl_codec_encode_event,
  *     tl_codec_decode_event) maps threadline.Event to and from tl_event_t.
+ * and, for record layers in other modules, a cursor (tl_codec_cursor_*)
+ * that reads a datum of the reader schema field by field with the checks
+ * and messages of the generic layer's reader: change.c decodes Change
+ * records through it.
  *
  * Threads: a codec belongs to one thread at a time; nothing in it is
  * locked.  Give every worker its own codec (they are cheap to build).
