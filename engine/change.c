@@ -314,9 +314,10 @@ typedef struct direct_fold {
 
 enum { SLOT_FOLDS, SLOT_CANDIDATES };
 
-/* One FoldChange at the cursor into *x; its candidates appended from
- * *ncand on. */
-static int direct_fold(tl_codec_cursor_t *cur, direct_fold_t *x, size_t *ncand) {
+/* One FoldChange at the cursor into *x; its candidates appended to the
+ * codec's candidate array *cand (which may move) from *ncand on. */
+static int direct_fold(tl_codec_cursor_t *cur, direct_fold_t *x, tl_change_candidate_t **cand,
+                       size_t *ncand) {
     tl_change_fold_t *f = &x->f;
     int rc;
     memset(x, 0, sizeof *x);
@@ -337,11 +338,10 @@ static int direct_fold(tl_codec_cursor_t *cur, direct_fold_t *x, size_t *ncand) 
         if ((rc = tl_codec_cursor_block(cur, CANDIDATE_MIN, &count))) return rc;
         if (count == 0) break;
         size_t want = *ncand + (size_t)count;
-        tl_change_candidate_t *cand =
-            tl_codec_cursor_grow(cur, SLOT_CANDIDATES, want, sizeof *cand);
-        if (!cand) return TL_ENOMEM;
+        if (!(*cand = tl_codec_cursor_grow(cur, SLOT_CANDIDATES, want, sizeof **cand)))
+            return TL_ENOMEM;
         for (; *ncand < want; (*ncand)++) {
-            tl_change_candidate_t *c = &cand[*ncand];
+            tl_change_candidate_t *c = &(*cand)[*ncand];
             if ((rc = tl_codec_cursor_string(cur, &c->value)) ||
                 (rc = tl_codec_cursor_string(cur, &c->platform)) ||
                 (rc = tl_codec_cursor_string(cur, &c->event_id)) ||
@@ -376,6 +376,7 @@ int tl_change_decode(tl_codec_t *codec, const void *data, size_t len, tl_change_
         (rc = tl_codec_cursor_opt_string(&cur, &tmp.ignored)))
         return rc;
     direct_fold_t *folds = NULL;
+    tl_change_candidate_t *cand = NULL;
     size_t nfolds = 0, ncand = 0;
     for (;;) {
         int64_t count;
@@ -384,12 +385,12 @@ int tl_change_decode(tl_codec_t *codec, const void *data, size_t len, tl_change_
         size_t want = nfolds + (size_t)count;
         if (!(folds = tl_codec_cursor_grow(&cur, SLOT_FOLDS, want, sizeof *folds))) return TL_ENOMEM;
         for (; nfolds < want; nfolds++)
-            if ((rc = direct_fold(&cur, &folds[nfolds], &ncand))) return rc;
+            if ((rc = direct_fold(&cur, &folds[nfolds], &cand, &ncand))) return rc;
     }
     if ((rc = tl_codec_cursor_close(&cur))) return rc;
     tmp.nfold_changes = nfolds;
     tmp.dfc_ = folds;
-    if (ncand) tmp.dcand_ = tl_codec_cursor_grow(&cur, SLOT_CANDIDATES, ncand, sizeof *tmp.dcand_);
+    tmp.dcand_ = cand;
     *ch = tmp;
     return TL_OK;
 }
