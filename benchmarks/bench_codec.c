@@ -3,12 +3,17 @@
  * (about 300 bytes of Chinese customer-service text, one attachment, entry
  * point, device id) in a tight loop on one core, about two seconds each.
  *
- * Prints two lines:
+ * Prints three lines:
  *   bench_codec encode_per_s=N decode_per_s=N bytes=N
  *   bench_codec path=general decode_per_s=N bytes=N
+ *   bench_codec path=change decode_per_s=N general_decode_per_s=N bytes=N
  * where bytes is the size of the framed record; the second line decodes
  * it through the general path (tl_codec_decode_event_general), the one
- * records of older writer schemas take.  Encoding and decoding use
+ * records of older writer schemas take.  The third decodes the Change the
+ * fold writes for that event (the event inside, a conversation, one
+ * field_set and one conflict_opened with two candidates), as every
+ * projection worker does: tl_change_decode, then tl_change_decode_general,
+ * each followed by reading every fold entry and candidate.  Encoding and decoding use
  * separate codecs, as a producer and a consumer would.  The process pins
  * itself to the core it starts on, so "per second" means per core.
  */
@@ -17,6 +22,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "change.h"
 #include "codec.h"
 #include "error.h"
 #include "event.h"
@@ -42,6 +48,80 @@ static void pin_to_current_core(void) {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     sched_setaffinity(0, sizeof set, &set);     /* best effort */
+}
+
+/* Decodes a Change about two seconds with decode and reads every fold
+ * entry and candidate; returns decodes per second (0 on an error). */
+static double change_rate(tl_codec_t *c, const tl_buf_t *rec,
+                          int (*decode)(tl_codec_t *, const void *, size_t, tl_change_t *)) {
+    tl_change_t ch;
+    tl_change_fold_t fc;
+    tl_change_candidate_t cd;
+    size_t check = 0;
+    long decodes = 0;
+    double t0 = now(), t;
+    do {
+        for (int i = 0; i < BATCH; i++) {
+            if (decode(c, rec->data, rec->len, &ch)) return 0;
+            check += ch.event.len;
+            for (size_t f = 0; f < ch.nfold_changes; f++) {
+                if (tl_change_fold_get(&ch, f, &fc)) return 0;
+                check += fc.value.len;
+                for (size_t j = 0; j < fc.ncandidates; j++)
+                    if (tl_change_candidate_get(&ch, f, j, &cd) == 0) check += cd.value.len;
+            }
+        }
+        decodes += BATCH;
+    } while ((t = now() - t0) < SECONDS);
+    return check ? (double)decodes / t : 0;
+}
+
+/* The Change line (see the top): event is the framed MessageReceived. */
+static int bench_change(const tl_buf_t *event) {
+    static const tl_change_candidate_t cands[2] = {
+        { TL_STR("SO20240518001"), TL_STR("mini_program"), TL_STR("01890a5d-ac96-774b-bcce-b302099a8041"),
+          1716019100000 },
+        { TL_STR("SO20240518007"), TL_STR("phone"), TL_STR("01890a5d-ac96-774b-bcce-b302099a8057"),
+          1716019200123 },
+    };
+    const tl_change_fold_t folds[2] = {
+        { .kind = TL_STR("field_set"), .field = TL_STR("name"), .value = TL_STR("王晓明"),
+          .platform = TL_STR("mini_program"), .event_id = TL_STR("01890a5d-ac96-774b-bcce-b302099a8057"),
+          .effective_ts = 1716019200123, .version = 58 },
+        { .kind = TL_STR("conflict_opened"), .field = TL_STR("order_no"), .value = TL_STR("SO20240518007"),
+          .conflict_id = TL_STR("5b0e7c1a-3f7d-5a55-9d2e-0c4b9f1e2a77"), .is_key = 1,
+          .candidates = cands, .ncandidates = 2 },
+    };
+    const tl_change_t ch = {
+        .event_id = TL_STR("01890a5d-ac96-774b-bcce-b302099a8057"),
+        .tenant_id = TL_STR("tenant-hz-01"),
+        .customer_id = TL_STR("c-5f2a9e0b"),
+        .source_partition = 5, .source_offset = 18204417, .customer_version = 58,
+        .conversation_id = TL_STR("8821379b-782e-5391-83cb-7405595a777d"),
+        .conversation_version = 12, .effective_ts = 1716019200123,
+        .event = { event->data, event->len },
+        .fold_changes = folds, .nfold_changes = 2,
+    };
+    int err = 0;
+    tl_codec_t *enc = tl_change_codec_new(&err), *dec = enc ? tl_change_codec_new(&err) : NULL;
+    tl_buf_t rec;
+    tl_buf_init(&rec);
+    if (!dec || (err = tl_change_encode(enc, &ch, &rec))) {
+        fprintf(stderr, "bench_codec: change: %s\n", tl_strerror(err));
+        return -1;
+    }
+    double direct = change_rate(dec, &rec, tl_change_decode);
+    double general = change_rate(dec, &rec, tl_change_decode_general);
+    if (!direct || !general) {
+        fprintf(stderr, "bench_codec: change decode: %s\n", tl_codec_errmsg(dec));
+        return -1;
+    }
+    printf("bench_codec path=change decode_per_s=%.0f general_decode_per_s=%.0f bytes=%zu\n", direct,
+           general, rec.len);
+    tl_buf_close(&rec);
+    tl_codec_free(enc);
+    tl_codec_free(dec);
+    return 0;
 }
 
 int main(void) {
@@ -125,6 +205,7 @@ int main(void) {
     } while ((t = now() - t0) < SECONDS);
     if (check != (size_t)decodes * ev.u.message.text.len) abort();
     printf("bench_codec path=general decode_per_s=%.0f bytes=%zu\n", (double)decodes / t, bytes);
+    if (bench_change(&out)) return EXIT_FAILURE;
     tl_buf_close(&out);
     tl_codec_free(enc);
     tl_codec_free(dec);

@@ -1,7 +1,16 @@
 /*
  * change.c -- Change records (see change.h).  Field indexes follow the
- * field order of schemas/change.avsc; the unit tests round-trip every field,
- * so a reordering there fails loudly here.
+ * field order of schemas/change.avsc, and so does the direct decoder, which
+ * reads the fields one after the other; tl_change_codec_new checks the
+ * schema against the layout table below (names, types, order), so a
+ * change to the schema that this file does not follow fails when the
+ * first codec is made, not in the middle of a partition.
+ *
+ * The direct decoder (tl_change_decode) calls the codec's cursor once per
+ * field, in the schema's order, and the cursor makes the walker's checks
+ * with the walker's messages; fold entries and candidates go to two arrays
+ * the codec keeps from record to record.  Records of other writer schemas
+ * go to tl_change_decode_general, the avro value path.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +33,94 @@ enum {
 };
 enum { CA_VALUE, CA_PLATFORM, CA_EVENT_ID, CA_EFFECTIVE_TS };
 
+/* The layout the encoder's indexes and the direct decoder assume.  type
+ * AVRO_UNION stands for ["null", "string"]; an AVRO_ARRAY's items are the
+ * record laid out by `items`. */
+typedef struct layout {
+    const char *name;
+    avro_type_t type;
+    const struct layout *items;
+    size_t nitems;
+} layout_t;
+
+#define LAYOUT(a) a, sizeof(a) / sizeof(a[0])
+
+static const layout_t candidate_layout[] = {
+    [CA_VALUE] = { "value", AVRO_STRING, NULL, 0 },
+    [CA_PLATFORM] = { "platform", AVRO_STRING, NULL, 0 },
+    [CA_EVENT_ID] = { "event_id", AVRO_STRING, NULL, 0 },
+    [CA_EFFECTIVE_TS] = { "effective_ts", AVRO_INT64, NULL, 0 },
+};
+static const layout_t fold_layout[] = {
+    [FC_KIND] = { "kind", AVRO_STRING, NULL, 0 },
+    [FC_FIELD] = { "field", AVRO_UNION, NULL, 0 },
+    [FC_VALUE] = { "value", AVRO_UNION, NULL, 0 },
+    [FC_CONFLICT_ID] = { "conflict_id", AVRO_UNION, NULL, 0 },
+    [FC_CUSTOMER] = { "customer", AVRO_UNION, NULL, 0 },
+    [FC_PLATFORM] = { "platform", AVRO_UNION, NULL, 0 },
+    [FC_EVENT_ID] = { "event_id", AVRO_UNION, NULL, 0 },
+    [FC_EFFECTIVE_TS] = { "effective_ts", AVRO_INT64, NULL, 0 },
+    [FC_VERSION] = { "version", AVRO_INT64, NULL, 0 },
+    [FC_IS_KEY] = { "is_key", AVRO_BOOLEAN, NULL, 0 },
+    [FC_CANDIDATES] = { "candidates", AVRO_ARRAY, LAYOUT(candidate_layout) },
+};
+static const layout_t change_layout[] = {
+    [F_EVENT_ID] = { "event_id", AVRO_STRING, NULL, 0 },
+    [F_TENANT_ID] = { "tenant_id", AVRO_STRING, NULL, 0 },
+    [F_CUSTOMER_ID] = { "customer_id", AVRO_STRING, NULL, 0 },
+    [F_SOURCE_PARTITION] = { "source_partition", AVRO_INT32, NULL, 0 },
+    [F_SOURCE_OFFSET] = { "source_offset", AVRO_INT64, NULL, 0 },
+    [F_CUSTOMER_VERSION] = { "customer_version", AVRO_INT64, NULL, 0 },
+    [F_CONVERSATION_ID] = { "conversation_id", AVRO_UNION, NULL, 0 },
+    [F_CONVERSATION_VERSION] = { "conversation_version", AVRO_INT64, NULL, 0 },
+    [F_CONVERSATION_OPENED] = { "conversation_opened", AVRO_BOOLEAN, NULL, 0 },
+    [F_EFFECTIVE_TS] = { "effective_ts", AVRO_INT64, NULL, 0 },
+    [F_DUPLICATE] = { "duplicate", AVRO_BOOLEAN, NULL, 0 },
+    [F_EVENT] = { "event", AVRO_BYTES, NULL, 0 },
+    [F_IGNORED] = { "ignored", AVRO_UNION, NULL, 0 },
+    [F_FOLD_CHANGES] = { "fold_changes", AVRO_ARRAY, LAYOUT(fold_layout) },
+};
+
+/* Fewest bytes a FoldChange / FoldCandidate takes, as the codec's walker
+ * counts it: every field of either (string, long, boolean, union, array)
+ * takes at least one. */
+#define FOLD_MIN (sizeof fold_layout / sizeof fold_layout[0])
+#define CANDIDATE_MIN (sizeof candidate_layout / sizeof candidate_layout[0])
+
+static avro_schema_t deref(avro_schema_t s) {
+    while (s && avro_typeof(s) == AVRO_LINK) s = avro_schema_link_target(s);
+    return s;
+}
+
+static int layout_matches(avro_schema_t rec, const layout_t *l, size_t n) {
+    rec = deref(rec);
+    if (!rec || avro_typeof(rec) != AVRO_RECORD || avro_schema_record_size(rec) != n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        avro_schema_t f = deref(avro_schema_record_field_get_by_index(rec, (int)i));
+        if (strcmp(avro_schema_record_field_name(rec, (int)i), l[i].name) != 0 ||
+            avro_typeof(f) != l[i].type)
+            return 0;
+        if (l[i].type == AVRO_UNION &&
+            (avro_schema_union_size(f) != 2 ||
+             avro_typeof(deref(avro_schema_union_branch(f, 0))) != AVRO_NULL ||
+             avro_typeof(deref(avro_schema_union_branch(f, 1))) != AVRO_STRING))
+            return 0;
+        if (l[i].type == AVRO_ARRAY && !layout_matches(avro_schema_array_items(f), l[i].items, l[i].nitems))
+            return 0;
+    }
+    return 1;
+}
+
 tl_codec_t *tl_change_codec_new(int *err) {
     tl_codec_t *c = tl_codec_new(tl_schema_change, err);
+    int rc = TL_OK;
+    if (!c) return NULL;
+    if (!layout_matches(tl_codec_schema(c), LAYOUT(change_layout)))
+        rc = TL_ESCHEMA;
     /* Records written before fold_changes existed. */
-    int rc;
-    if (c && (rc = tl_codec_add_writer(c, tl_schema_change_v1))) {
+    else
+        rc = tl_codec_add_writer(c, tl_schema_change_v1);
+    if (rc) {
         if (err) *err = rc;
         tl_codec_free(c);
         return NULL;
@@ -165,7 +257,7 @@ static int64_t get_long(avro_value_t *rec, int idx) {
     return v;
 }
 
-int tl_change_decode(tl_codec_t *codec, const void *data, size_t len, tl_change_t *ch) {
+int tl_change_decode_general(tl_codec_t *codec, const void *data, size_t len, tl_change_t *ch) {
     avro_value_t *v, f, b;
     int rc = tl_codec_read(codec, data, len, &v);
     if (rc) return rc;
@@ -211,9 +303,105 @@ int tl_change_decode(tl_codec_t *codec, const void *data, size_t len, tl_change_
     return TL_OK;
 }
 
+/* ---- direct decoding ---------------------------------------------------- */
+
+/* A fold entry as the direct decoder keeps it: its candidates are
+ * cand[first..first + f.ncandidates) of the candidate array. */
+typedef struct direct_fold {
+    tl_change_fold_t f;
+    size_t first;
+} direct_fold_t;
+
+enum { SLOT_FOLDS, SLOT_CANDIDATES };
+
+/* One FoldChange at the cursor into *x; its candidates appended to the
+ * codec's candidate array *cand (which may move) from *ncand on. */
+static int direct_fold(tl_codec_cursor_t *cur, direct_fold_t *x, tl_change_candidate_t **cand,
+                       size_t *ncand) {
+    tl_change_fold_t *f = &x->f;
+    int rc;
+    memset(x, 0, sizeof *x);
+    if ((rc = tl_codec_cursor_string(cur, &f->kind)) ||
+        (rc = tl_codec_cursor_opt_string(cur, &f->field)) ||
+        (rc = tl_codec_cursor_opt_string(cur, &f->value)) ||
+        (rc = tl_codec_cursor_opt_string(cur, &f->conflict_id)) ||
+        (rc = tl_codec_cursor_opt_string(cur, &f->customer)) ||
+        (rc = tl_codec_cursor_opt_string(cur, &f->platform)) ||
+        (rc = tl_codec_cursor_opt_string(cur, &f->event_id)) ||
+        (rc = tl_codec_cursor_long(cur, &f->effective_ts)) ||
+        (rc = tl_codec_cursor_long(cur, &f->version)) ||
+        (rc = tl_codec_cursor_boolean(cur, &f->is_key)))
+        return rc;
+    x->first = *ncand;
+    for (;;) {
+        int64_t count;
+        if ((rc = tl_codec_cursor_block(cur, CANDIDATE_MIN, &count))) return rc;
+        if (count == 0) break;
+        size_t want = *ncand + (size_t)count;
+        if (!(*cand = tl_codec_cursor_grow(cur, SLOT_CANDIDATES, want, sizeof **cand)))
+            return TL_ENOMEM;
+        for (; *ncand < want; (*ncand)++) {
+            tl_change_candidate_t *c = &(*cand)[*ncand];
+            if ((rc = tl_codec_cursor_string(cur, &c->value)) ||
+                (rc = tl_codec_cursor_string(cur, &c->platform)) ||
+                (rc = tl_codec_cursor_string(cur, &c->event_id)) ||
+                (rc = tl_codec_cursor_long(cur, &c->effective_ts)))
+                return rc;
+        }
+    }
+    f->ncandidates = *ncand - x->first;
+    return TL_OK;
+}
+
+int tl_change_decode(tl_codec_t *codec, const void *data, size_t len, tl_change_t *ch) {
+    tl_codec_cursor_t cur;
+    int own, rc = tl_codec_cursor_open(codec, data, len, &cur, &own);
+    if (rc) return rc;
+    /* Only the reader schema's own records: version 1's need defaults. */
+    if (!own) return tl_change_decode_general(codec, data, len, ch);
+    tl_change_t tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if ((rc = tl_codec_cursor_string(&cur, &tmp.event_id)) ||
+        (rc = tl_codec_cursor_string(&cur, &tmp.tenant_id)) ||
+        (rc = tl_codec_cursor_string(&cur, &tmp.customer_id)) ||
+        (rc = tl_codec_cursor_int(&cur, &tmp.source_partition)) ||
+        (rc = tl_codec_cursor_long(&cur, &tmp.source_offset)) ||
+        (rc = tl_codec_cursor_long(&cur, &tmp.customer_version)) ||
+        (rc = tl_codec_cursor_opt_string(&cur, &tmp.conversation_id)) ||
+        (rc = tl_codec_cursor_long(&cur, &tmp.conversation_version)) ||
+        (rc = tl_codec_cursor_boolean(&cur, &tmp.conversation_opened)) ||
+        (rc = tl_codec_cursor_long(&cur, &tmp.effective_ts)) ||
+        (rc = tl_codec_cursor_boolean(&cur, &tmp.duplicate)) ||
+        (rc = tl_codec_cursor_bytes(&cur, &tmp.event)) ||
+        (rc = tl_codec_cursor_opt_string(&cur, &tmp.ignored)))
+        return rc;
+    direct_fold_t *folds = NULL;
+    tl_change_candidate_t *cand = NULL;
+    size_t nfolds = 0, ncand = 0;
+    for (;;) {
+        int64_t count;
+        if ((rc = tl_codec_cursor_block(&cur, FOLD_MIN, &count))) return rc;
+        if (count == 0) break;
+        size_t want = nfolds + (size_t)count;
+        if (!(folds = tl_codec_cursor_grow(&cur, SLOT_FOLDS, want, sizeof *folds))) return TL_ENOMEM;
+        for (; nfolds < want; nfolds++)
+            if ((rc = direct_fold(&cur, &folds[nfolds], &cand, &ncand))) return rc;
+    }
+    if ((rc = tl_codec_cursor_close(&cur))) return rc;
+    tmp.nfold_changes = nfolds;
+    tmp.dfc_ = folds;
+    tmp.dcand_ = cand;
+    *ch = tmp;
+    return TL_OK;
+}
+
 int tl_change_fold_get(const tl_change_t *ch, size_t i, tl_change_fold_t *out) {
     avro_value_t e, f;
     size_t n = 0;
+    if (i < ch->nfold_changes && ch->dfc_) {
+        *out = ((const direct_fold_t *)ch->dfc_)[i].f;
+        return TL_OK;
+    }
     if (i >= ch->nfold_changes || !ch->fc_.self ||
         avro_value_get_by_index((avro_value_t *)&ch->fc_, i, &e, NULL))
         return TL_EINVAL;
@@ -237,6 +425,12 @@ int tl_change_fold_get(const tl_change_t *ch, size_t i, tl_change_fold_t *out) {
 
 int tl_change_candidate_get(const tl_change_t *ch, size_t i, size_t j, tl_change_candidate_t *out) {
     avro_value_t e, arr, c;
+    if (i < ch->nfold_changes && ch->dfc_) {
+        const direct_fold_t *x = &((const direct_fold_t *)ch->dfc_)[i];
+        if (j >= x->f.ncandidates) return TL_EINVAL;
+        *out = ch->dcand_[x->first + j];
+        return TL_OK;
+    }
     if (i >= ch->nfold_changes || !ch->fc_.self ||
         avro_value_get_by_index((avro_value_t *)&ch->fc_, i, &e, NULL) ||
         avro_value_get_by_index(&e, FC_CANDIDATES, &arr, NULL) ||

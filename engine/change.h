@@ -15,10 +15,21 @@
  * queue from the Change alone.  Version 1 records (schemas/history/
  * change.v1.avsc) still decode: ignored is null, fold_changes empty.
  *
- * Encoding takes plain arrays (fold_changes/nfold_changes); decoding does
- * not copy the array out -- it keeps a handle on the codec's decoded value
- * and tl_change_fold_get / tl_change_candidate_get read entries on demand,
- * so a decode still allocates nothing.
+ * Encoding takes plain arrays (fold_changes/nfold_changes); decoding
+ * hands out the count, and tl_change_fold_get / tl_change_candidate_get
+ * read entries from the codec, so the struct keeps its shape whatever the
+ * number of entries and a decode allocates nothing in the steady state.
+ *
+ * Every projection worker and the identity writer decode every Change, so
+ * decoding is the hot path of the read side.  Records of the current schema
+ * -- nearly all of them -- are read straight from the bytes into tl_change_t
+ * and into arrays the codec keeps (fold entries, candidates), through the
+ * codec's cursor, without the avro value; records of older writer schemas
+ * need resolution (defaults for the fields version 1 lacks) and take the
+ * general path, the codec's walker into its avro value, whose array
+ * tl_change_fold_get then reads on demand.  The two give the same
+ * tl_change_t and the same error for any input; tl_change_decode_general
+ * is there for the tests and the fuzz target that hold them to it.
  */
 #ifndef TL_CHANGE_H
 #define TL_CHANGE_H
@@ -67,11 +78,16 @@ typedef struct tl_change {
     /* encode: the entries; decode: NULL, with nfold_changes set */
     const tl_change_fold_t *fold_changes;
     size_t nfold_changes;
-    avro_value_t fc_;               /* decode only: the array, private */
+    /* decode only, private: where tl_change_fold_get finds the entries */
+    avro_value_t fc_;               /* general path: the value's array */
+    const void *dfc_;               /* direct path: the codec's entries */
+    const tl_change_candidate_t *dcand_;    /* and their candidates */
 } tl_change_t;
 
-/* A codec for Change records (reader = schemas/change.avsc).  NULL and *err
- * set on failure.  One per thread. */
+/* A codec for Change records (reader = schemas/change.avsc, version 1 known
+ * as a writer).  NULL and *err set on failure: TL_ESCHEMA when the schema's
+ * fields no longer match what this module reads and writes (drift fails
+ * here, at start-up), else the codec's errors.  One per thread. */
 tl_codec_t *tl_change_codec_new(int *err);
 
 /* Appends ch, single-object encoded, to out.  Errors from the codec;
@@ -79,9 +95,18 @@ tl_codec_t *tl_change_codec_new(int *err);
  * codec's thread. */
 int tl_change_encode(tl_codec_t *codec, const tl_change_t *ch, tl_buf_t *out);
 
-/* Decodes a Change; strings point into the codec's storage until its next
- * use.  Errors: the codec's decode errors.  The codec's thread. */
+/* Decodes a Change; strings (and `event`) point into the codec's storage
+ * until its next use.  Errors: the codec's decode errors (tl_codec_read),
+ * with tl_codec_errmsg saying where; TL_ESCHEMA never (the codec checked
+ * the layout when it was made).  On failure *ch is unchanged.  The codec's
+ * thread. */
 int tl_change_decode(tl_codec_t *codec, const void *data, size_t len, tl_change_t *ch);
+
+/* tl_change_decode by the general path only (the codec's walker into its
+ * avro value, then the value into *ch), which tl_change_decode takes for
+ * records of older writer schemas.  Same result and errors for any input;
+ * for the tests and fuzzing that make sure of it.  Same contract. */
+int tl_change_decode_general(tl_codec_t *codec, const void *data, size_t len, tl_change_t *ch);
 
 /* Entry i (< ch->nfold_changes) of a decoded Change into *out (its
  * candidates field NULL, ncandidates set).  Strings point into the codec's

@@ -24,6 +24,10 @@
  *     is mapped on it;
  *   - the event layer (tl_codec_new_event, tl_codec_encode_event,
  *     tl_codec_decode_event) maps threadline.Event to and from tl_event_t.
+ * and, for record layers in other modules, a cursor (tl_codec_cursor_*)
+ * that reads a datum of the reader schema field by field with the checks
+ * and messages of the generic layer's reader: change.c decodes Change
+ * records through it.
  *
  * Threads: a codec belongs to one thread at a time; nothing in it is
  * locked.  Give every worker its own codec (they are cheap to build).
@@ -153,6 +157,74 @@ int tl_codec_decode_event(tl_codec_t *c, const void *data, size_t len, tl_event_
  * input.  Exists so that tests and fuzzing can hold the two to that.
  * Same contract as tl_codec_decode_event. */
 int tl_codec_decode_event_general(tl_codec_t *c, const void *data, size_t len, tl_event_t *ev);
+
+/* ---- direct reading ------------------------------------------------------
+ *
+ * For a record layer outside this module (change.c) that reads records of
+ * the reader schema's own fingerprint straight into its structs, as
+ * tl_codec_decode_event does for events, and leaves records of other
+ * writer schemas to tl_codec_read.  Each call reads one datum of one type
+ * at the cursor with exactly the checks tl_codec_read's walker makes for
+ * that type, in the same order, with the same error code and the same
+ * tl_codec_errmsg (offsets included): a layer that makes the calls in the
+ * schema's field order fails on every input as tl_codec_read would, and
+ * the walker's bounds hold (nothing is read outside the input, nothing is
+ * allocated beyond what the bytes left can hold).
+ *
+ * Strings and bytes are copied NUL-terminated into the codec's arena, as
+ * the walker's are, valid until the next call on the codec that takes a
+ * non-const tl_codec_t; so are the arrays of tl_codec_cursor_grow.  On an
+ * error the cursor is left where the datum went wrong and should be
+ * dropped.  The codec's thread, like every call on it. */
+
+/* Where a direct read is in the datum.  The members are the codec's. */
+typedef struct tl_codec_cursor {
+    tl_codec_t *c;
+    const uint8_t *base;            /* start of the record, for offsets */
+    const uint8_t *p, *end;
+    int depth;
+} tl_codec_cursor_t;
+
+/* Reusable arrays a layer may keep in the codec (tl_codec_cursor_grow). */
+#define TL_CODEC_CURSOR_SLOTS 2
+
+/* The reader schema, owned by c (for a layer to check its field layout
+ * when it is set up).  Cannot fail. */
+avro_schema_t tl_codec_schema(const tl_codec_t *c);
+
+/* Checks the framing of data[0..len) as tl_codec_read does (same errors)
+ * and sets *cur at the start of the datum; *own is 1 when the record was
+ * written with the reader schema itself, 0 when it needs resolution (the
+ * caller then decodes it with tl_codec_read instead).  data must stay put
+ * while the cursor is used. */
+int tl_codec_cursor_open(tl_codec_t *c, const void *data, size_t len, tl_codec_cursor_t *cur,
+                         int *own);
+
+/* A string / an ["null", "string"] union (TL_STR_NULL for null) / bytes. */
+int tl_codec_cursor_string(tl_codec_cursor_t *cur, tl_str_t *out);
+int tl_codec_cursor_opt_string(tl_codec_cursor_t *cur, tl_str_t *out);
+int tl_codec_cursor_bytes(tl_codec_cursor_t *cur, tl_str_t *out);
+
+/* A long / an int (TL_ECORRUPT out of range) / a boolean (0 or 1). */
+int tl_codec_cursor_long(tl_codec_cursor_t *cur, int64_t *out);
+int tl_codec_cursor_int(tl_codec_cursor_t *cur, int32_t *out);
+int tl_codec_cursor_boolean(tl_codec_cursor_t *cur, int *out);
+
+/* The head of the next block of an array: *count items follow, 0 when the
+ * array ends.  min (> 0) is the fewest bytes one item takes as the walker
+ * counts it (a string, number, boolean, union or array at least one, a
+ * record the sum of its fields'); a count that cannot fit in the bytes
+ * left is TL_ETRUNCATED before anything is read. */
+int tl_codec_cursor_block(tl_codec_cursor_t *cur, size_t min, int64_t *count);
+
+/* Array slot (< TL_CODEC_CURSOR_SLOTS) of the codec with room for n items
+ * of size bytes, keeping its contents and capacity from decode to decode;
+ * n must have been checked by tl_codec_cursor_block.  NULL on TL_ENOMEM
+ * (errmsg set). */
+void *tl_codec_cursor_grow(tl_codec_cursor_t *cur, int slot, size_t n, size_t size);
+
+/* TL_ECORRUPT when bytes are left after the datum, as tl_codec_read. */
+int tl_codec_cursor_close(tl_codec_cursor_t *cur);
 
 /* What the last failed call on c found wrong, e.g. "fingerprint
  * 0x1234567890abcdef not known" or "offset 37: string length 300 runs past
