@@ -78,7 +78,8 @@ static const command_t commands[] = {
      "byte) and customers, and per conversation conversations, view_agent and the view_<p>\n"
      "tables, by SHA-256 digest; lists each differing conversation or customer with the\n"
      "first differing field and where.  Exit 0 all agree, 1 differences, 2 usage or a\n"
-     "service unreachable.  --json for tooling.  See docs/audit.md.", tl_audit_cmd_verify},
+     "service unreachable.  --views: the views serve runs (default all seven); --profiles:\n"
+     "the profiles it renders with.  --json for tooling.  See docs/audit.md.", tl_audit_cmd_verify},
     {"state", "a customer's state at a time, with the provenance of every field",
      "--customer C [--as-of T] [--json]: folds C's events received at or before T (RFC 3339\n"
      "or epoch ms; default: all) and shows its fields, each with the event that last set it\n"
