@@ -298,6 +298,7 @@ size_t tl_identity_pg_array(const tl_str_t *v, size_t n, char *out, size_t cap) 
  * per batch. */
 static _Thread_local PGconn *tls_pg;
 static _Thread_local int64_t tls_retry_at;
+static _Thread_local int tls_prepared;     /* batch_sql prepared on tls_pg */
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -310,6 +311,7 @@ static PGconn *pool_pg(const char *dsn) {
     if (tls_pg && PQstatus(tls_pg) == CONNECTION_OK) return tls_pg;
     PQfinish(tls_pg);
     tls_pg = NULL;
+    tls_prepared = 0;
     if (mono_ms() < tls_retry_at) return NULL;
     tls_pg = tl_pg_connect(dsn, &err);
     if (!tls_pg) tls_retry_at = mono_ms() + 1000;
@@ -320,6 +322,7 @@ static void drop_broken(PGconn **pg) {
     if (PQstatus(*pg) != CONNECTION_OK) {
         PQfinish(tls_pg);
         tls_pg = *pg = NULL;
+        tls_prepared = 0;
     }
 }
 
@@ -345,7 +348,16 @@ static int ask_batch(PGconn *pg, tl_identity_lookup_t **look, int nlook, int *da
         tl_identity_pg_array(v + (size_t)a * nlook, (size_t)nlook, arr[a], need);
     }
     const char *vals[4] = {arr[0], arr[1], arr[2], arr[3]};
-    PGresult *res = PQexecParams(pg, batch_sql, 4, NULL, vals, NULL, NULL, 0);
+    /* Prepared once per connection: parsing and planning the recursive
+     * statement cost as much as running it on a small batch. */
+    if (!tls_prepared) {
+        PGresult *prep = PQprepare(pg, "tl_identity_resolve", batch_sql, 4, NULL);
+        tls_prepared = PQresultStatus(prep) == PGRES_COMMAND_OK;
+        PQclear(prep);
+    }
+    PGresult *res = tls_prepared
+                        ? PQexecPrepared(pg, "tl_identity_resolve", 4, vals, NULL, NULL, 0)
+                        : PQexecParams(pg, batch_sql, 4, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         ok = 1;
         for (int r = 0; r < PQntuples(res); r++) {
