@@ -8,6 +8,19 @@
  * 0): most identities are never linked, and asking PostgreSQL for every one
  * of them would put the database on the ingest path.
  *
+ * What the cache cannot answer is asked in batches: a request's lookups
+ * join a queue, at most BATCHES_MAX statements are on the thread pool at
+ * a time, and each one coming back sends the queue as the next.  The
+ * coalescing needs no timer and no handle: a quiet gateway's miss leaves
+ * at once, a busy one's waits at most for one statement in flight, and the
+ * batch size follows the arrival rate.  One statement per request had
+ * cost a thread-pool hop, a PostgreSQL round trip and a parse and plan
+ * each, and capped ingest at a few thousand requests a second.  The
+ * statement is the old per-identity one over unnest()ed arrays, with the
+ * recursive merge walk keyed by the lookup's ordinal, so its rules (merge
+ * chains, verified phones, deterministic ids) did not change; the arrays
+ * are text[] literals built by tl_identity_pg_array (pure, unit-tested).
+ *
  * The writer is row-at-a-time inside one transaction per batch: identity
  * traffic is a fraction of the event rate (one upsert per applied event,
  * a few per link), and plain parameterised statements keep the "a seen row

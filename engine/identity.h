@@ -134,8 +134,9 @@ int tl_identity_new(uv_loop_t *loop, const tl_config_t *cfg, tl_identity_t **out
 void tl_identity_free(tl_identity_t *idx);
 
 /* Resolves the n (1..TL_IDENTITY_MAX_LOOKUPS) lookups in l.  When the cache
- * answers them all, cb runs before this returns; otherwise the misses are
- * queried on the thread pool and cb runs later on the loop.  Returns 0 (cb
+ * answers them all, cb runs before this returns; otherwise the misses join
+ * the next batch query on the thread pool (at once when fewer than two
+ * are out, else when one comes back) and cb runs later on the loop.  Returns 0 (cb
  * will run exactly once), or TL_EINVAL/TL_ENOMEM and cb is never called.
  * l must stay valid until cb.  Loop thread. */
 int tl_identity_resolve(tl_identity_t *idx, tl_identity_lookup_t *l, int n, tl_identity_cb cb,
