@@ -8,6 +8,19 @@
  * 0): most identities are never linked, and asking PostgreSQL for every one
  * of them would put the database on the ingest path.
  *
+ * What the cache cannot answer is asked in batches: a request's lookups
+ * join a queue, at most BATCHES_MAX statements are on the thread pool at
+ * a time, and each one coming back sends the queue as the next.  The
+ * coalescing needs no timer and no handle: a quiet gateway's miss leaves
+ * at once, a busy one's waits at most for one statement in flight, and the
+ * batch size follows the arrival rate.  One statement per request had
+ * cost a thread-pool hop, a PostgreSQL round trip and a parse and plan
+ * each, and capped ingest at a few thousand requests a second.  The
+ * statement is the old per-identity one over unnest()ed arrays, with the
+ * recursive merge walk keyed by the lookup's ordinal, so its rules (merge
+ * chains, verified phones, deterministic ids) did not change; the arrays
+ * are text[] literals built by tl_identity_pg_array (pure, unit-tested).
+ *
  * The writer is row-at-a-time inside one transaction per batch: identity
  * traffic is a fraction of the event rate (one upsert per applied event,
  * a few per link), and plain parameterised statements keep the "a seen row
@@ -205,16 +218,15 @@ size_t tl_identity_cache_size(const tl_identity_cache_t *c) { return c->size; }
 
 /* ------------------------------------------------------------ resolver */
 
-struct tl_identity {
-    uv_loop_t *loop;
-    tl_identity_cache_t *cache;
-    char *dsn;
-    int in_flight;
-};
+/* At most this many batches ask PostgreSQL at once; every other miss waits
+ * in the queue and goes with the next batch.  Two, not one: while one
+ * batch's answer crosses the thread pool back to the loop, the next is
+ * already being asked. */
+#define BATCHES_MAX 2
 
+/* One request's lookups, from tl_identity_resolve to its callback. */
 typedef struct resolution {
-    uv_work_t work;
-    tl_identity_t *idx;
+    struct resolution *next;        /* queue, then its batch */
     tl_identity_lookup_t *l;
     int n;
     int ask[TL_IDENTITY_MAX_LOOKUPS];   /* 1: not in the cache */
@@ -223,33 +235,83 @@ typedef struct resolution {
     void *arg;
 } resolution_t;
 
-/* Follows merges from the identity's row (or its deterministic id, $4) to
- * the customer that absorbed it last; depth-bounded against any cycle a
- * hand-made link could write.  A phone resolves only through its own
- * calls or a VERIFIED_PHONE link: a phone number an agent merely typed in
- * must not route someone else's calls. */
-static const char *const resolve_sql =
-    "WITH RECURSIVE hit AS ("
-    "  SELECT customer_id FROM identities"
-    "   WHERE tenant_id = $1 AND platform = $2 AND platform_user_id = $3 AND active"
-    "     AND ($2 <> 'phone' OR evidence IS NULL OR evidence = 'VERIFIED_PHONE')),"
+/* The resolutions one query answers. */
+typedef struct batch {
+    uv_work_t work;
+    tl_identity_t *idx;
+    resolution_t *first;
+    int nlook;                      /* lookups asked (ask[i] set) */
+} batch_t;
+
+struct tl_identity {
+    uv_loop_t *loop;
+    tl_identity_cache_t *cache;
+    char *dsn;
+    int in_flight;                  /* resolutions not answered yet */
+    int batches;                    /* batches on the thread pool */
+    resolution_t *queue, *queue_tail;   /* misses waiting for a batch */
+    int queued_lookups;
+    uint64_t batches_total;
+};
+
+/* Follows merges from each lookup's row (or its deterministic id, the
+ * fourth array) to the customer that absorbed it last; depth-bounded
+ * against any cycle a hand-made link could write.  A phone resolves only
+ * through its own calls or a VERIFIED_PHONE link: a phone number an agent
+ * merely typed in must not route someone else's calls.  The identities
+ * primary key makes the LEFT JOIN match at most one row per lookup, and
+ * the identity_merges key at most one survivor per customer, so each
+ * lookup's chain is a single path and the deepest row is its answer. */
+static const char *const batch_sql =
+    "WITH RECURSIVE q AS ("
+    "  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+    "   WITH ORDINALITY AS q(tenant_id, kind, id, dflt, n)),"
     " seed AS ("
-    "  SELECT customer_id, true AS found FROM hit"
-    "  UNION ALL SELECT $4::text, false WHERE NOT EXISTS (SELECT 1 FROM hit)),"
-    " r(customer_id, depth, found) AS ("
-    "  SELECT customer_id, 0, found FROM seed"
+    "  SELECT q.n, q.tenant_id, COALESCE(i.customer_id, q.dflt) AS customer_id,"
+    "         i.customer_id IS NOT NULL AS found"
+    "    FROM q LEFT JOIN identities i"
+    "      ON i.tenant_id = q.tenant_id AND i.platform = q.kind AND i.platform_user_id = q.id"
+    "     AND i.active AND (q.kind <> 'phone' OR i.evidence IS NULL OR i.evidence = 'VERIFIED_PHONE')),"
+    " r(n, tenant_id, customer_id, depth, found) AS ("
+    "  SELECT n, tenant_id, customer_id, 0, found FROM seed"
     "  UNION ALL"
-    "  SELECT m.survivor, r.depth + 1, true FROM identity_merges m JOIN r"
-    "    ON m.tenant_id = $1 AND m.absorbed = r.customer_id AND m.active"
+    "  SELECT r.n, r.tenant_id, m.survivor, r.depth + 1, true FROM identity_merges m JOIN r"
+    "    ON m.tenant_id = r.tenant_id AND m.absorbed = r.customer_id AND m.active"
     "   WHERE r.depth < 8)"
-    " SELECT customer_id, found FROM r ORDER BY depth DESC LIMIT 1";
+    " SELECT DISTINCT ON (n) n, customer_id, found FROM r ORDER BY n, depth DESC";
+
+size_t tl_identity_pg_array(const tl_str_t *v, size_t n, char *out, size_t cap) {
+    size_t len = 0;
+#define PUT(c)                                 \
+    do {                                       \
+        if (out && len + 1 < cap) out[len] = (c); \
+        len++;                                 \
+    } while (0)
+    PUT('{');
+    for (size_t i = 0; i < n; i++) {
+        if (i) PUT(',');
+        PUT('"');
+        /* Up to a NUL byte: PostgreSQL text cannot hold one. */
+        for (size_t k = 0; k < v[i].len && v[i].ptr[k]; k++) {
+            char c = v[i].ptr[k];
+            if (c == '"' || c == '\\') PUT('\\');
+            PUT(c);
+        }
+        PUT('"');
+    }
+    PUT('}');
+#undef PUT
+    if (out && cap) out[len < cap ? len : cap - 1] = 0;
+    return len;
+}
 
 /* One connection per thread-pool thread, made on first use; after a
  * failed connect the thread waits a second before trying again, so a dead
  * database costs ingest one refused connect per second per thread, not one
- * per request. */
+ * per batch. */
 static _Thread_local PGconn *tls_pg;
 static _Thread_local int64_t tls_retry_at;
+static _Thread_local int tls_prepared;     /* batch_sql prepared on tls_pg */
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -262,50 +324,124 @@ static PGconn *pool_pg(const char *dsn) {
     if (tls_pg && PQstatus(tls_pg) == CONNECTION_OK) return tls_pg;
     PQfinish(tls_pg);
     tls_pg = NULL;
+    tls_prepared = 0;
     if (mono_ms() < tls_retry_at) return NULL;
     tls_pg = tl_pg_connect(dsn, &err);
     if (!tls_pg) tls_retry_at = mono_ms() + 1000;
     return tls_pg;
 }
 
+static void drop_broken(PGconn **pg) {
+    if (PQstatus(*pg) != CONNECTION_OK) {
+        PQfinish(tls_pg);
+        tls_pg = *pg = NULL;
+        tls_prepared = 0;
+    }
+}
+
+/* Asks for the nlook lookups at look[] in one statement and fills in what
+ * it answered.  1 when the statement ran, 0 when it failed (*data_error
+ * set when PostgreSQL refused a value rather than the statement: invalid
+ * UTF-8 in one identity must not degrade the rest of the batch). */
+static int ask_batch(PGconn *pg, tl_identity_lookup_t **look, int nlook, int *data_error) {
+    tl_str_t *v = malloc((size_t)nlook * 4 * sizeof *v);
+    char *arr[4] = {0};
+    int ok = 0;
+    *data_error = 0;
+    if (!v) return 0;
+    for (int i = 0; i < nlook; i++) {
+        v[i] = look[i]->tenant;
+        v[nlook + i] = (tl_str_t){look[i]->kind, strlen(look[i]->kind)};
+        v[2 * nlook + i] = look[i]->id;
+        v[3 * nlook + i] = (tl_str_t){look[i]->customer_id, TL_UUID_STRLEN};
+    }
+    for (int a = 0; a < 4; a++) {
+        size_t need = tl_identity_pg_array(v + (size_t)a * nlook, (size_t)nlook, NULL, 0) + 1;
+        if (!(arr[a] = malloc(need))) goto out;
+        tl_identity_pg_array(v + (size_t)a * nlook, (size_t)nlook, arr[a], need);
+    }
+    const char *vals[4] = {arr[0], arr[1], arr[2], arr[3]};
+    /* Prepared once per connection: parsing and planning the recursive
+     * statement cost as much as running it on a small batch. */
+    if (!tls_prepared) {
+        PGresult *prep = PQprepare(pg, "tl_identity_resolve", batch_sql, 4, NULL);
+        tls_prepared = PQresultStatus(prep) == PGRES_COMMAND_OK;
+        PQclear(prep);
+    }
+    PGresult *res = tls_prepared
+                        ? PQexecPrepared(pg, "tl_identity_resolve", 4, vals, NULL, NULL, 0)
+                        : PQexecParams(pg, batch_sql, 4, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        ok = 1;
+        for (int r = 0; r < PQntuples(res); r++) {
+            long k = strtol(PQgetvalue(res, r, 0), NULL, 10) - 1;
+            const char *cust = PQgetvalue(res, r, 1);
+            if (k < 0 || k >= nlook || strlen(cust) != TL_UUID_STRLEN) continue;
+            memcpy(look[k]->customer_id, cust, TL_UUID_STRLEN + 1);
+            look[k]->found = PQgetvalue(res, r, 2)[0] == 't';
+        }
+    } else {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        *data_error = state && strncmp(state, "22", 2) == 0;
+        tl_debug("identity", "resolve batch of %d: %s", nlook, PQerrorMessage(pg));
+    }
+    PQclear(res);
+out:
+    for (int a = 0; a < 4; a++) free(arr[a]);
+    free(v);
+    return ok;
+}
+
+/* Asks for one lookup alone (the batch's statement with one element), so
+ * a value PostgreSQL refuses degrades only its own request.  1 when
+ * answered. */
+static int ask_one(PGconn *pg, tl_identity_lookup_t *l) {
+    int data_error;
+    return ask_batch(pg, &l, 1, &data_error);
+}
+
 static _Atomic int64_t degraded_logged_at;
 
-/* Thread pool: asks PostgreSQL for what the cache did not know. */
-static void resolve_work(uv_work_t *w) {
-    resolution_t *r = w->data;
-    PGconn *pg = pool_pg(r->idx->dsn);
-    for (int i = 0; i < r->n; i++) {
-        tl_identity_lookup_t *l = &r->l[i];
-        if (!r->ask[i]) continue;
-        tl_identity_default_id(l->tenant, l->kind, l->id, l->customer_id);
-        l->found = 0;
-        if (!pg) {
-            r->degraded = 1;
-            continue;
-        }
-        char tenant[80], id[300];
-        snprintf(tenant, sizeof tenant, "%.*s", (int)l->tenant.len, l->tenant.ptr);
-        snprintf(id, sizeof id, "%.*s", (int)l->id.len, l->id.ptr);
-        const char *vals[] = {tenant, l->kind, id, l->customer_id};
-        PGresult *res = PQexecParams(pg, resolve_sql, 4, NULL, vals, NULL, NULL, 0);
-        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-            strlen(PQgetvalue(res, 0, 0)) == TL_UUID_STRLEN) {
-            memcpy(l->customer_id, PQgetvalue(res, 0, 0), TL_UUID_STRLEN + 1);
-            l->found = PQgetvalue(res, 0, 1)[0] == 't';
-        } else {
-            /* Unreachable, or the index not migrated yet: the deterministic
-             * id is what a fresh deployment would answer anyway. */
-            if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                tl_debug("identity", "resolve: %s", PQerrorMessage(pg));
-            r->degraded = 1;
-            if (PQstatus(pg) != CONNECTION_OK) {
-                PQfinish(tls_pg);
-                tls_pg = pg = NULL;
+/* Thread pool: asks PostgreSQL, in one statement, for every lookup of the
+ * batch that the cache did not know. */
+static void batch_work(uv_work_t *w) {
+    batch_t *b = w->data;
+    tl_identity_lookup_t **look = malloc((size_t)b->nlook * sizeof *look);
+    resolution_t **owner = malloc((size_t)b->nlook * sizeof *owner);
+    int k = 0, any_degraded = 0;
+    for (resolution_t *r = b->first; r; r = r->next)
+        for (int i = 0; i < r->n; i++) {
+            if (!r->ask[i]) continue;
+            tl_identity_lookup_t *l = &r->l[i];
+            tl_identity_default_id(l->tenant, l->kind, l->id, l->customer_id);
+            l->found = 0;
+            if (look && owner) {
+                look[k] = l;
+                owner[k++] = r;
             }
         }
-        PQclear(res);
+    PGconn *pg = look && owner ? pool_pg(b->idx->dsn) : NULL;
+    int data_error = 0;
+    if (pg && !ask_batch(pg, look, k, &data_error)) {
+        drop_broken(&pg);
+        if (!data_error) pg = NULL;
+        /* A refused value: each lookup alone, so only its request
+         * degrades. */
+        for (int i = 0; pg && i < k; i++) {
+            if (ask_one(pg, look[i])) continue;
+            owner[i]->degraded = 1;
+            drop_broken(&pg);
+        }
+        if (!pg)
+            for (int i = 0; i < k; i++)
+                if (!look[i]->found) owner[i]->degraded = 1;
+    } else if (!pg) {
+        for (resolution_t *r = b->first; r; r = r->next) r->degraded = 1;
     }
-    if (r->degraded) {
+    for (resolution_t *r = b->first; r; r = r->next) any_degraded |= r->degraded;
+    free(look);
+    free(owner);
+    if (any_degraded) {
         int64_t now = mono_ms(), last = atomic_load(&degraded_logged_at);
         if ((last == 0 || now - last >= 10000) &&
             atomic_compare_exchange_strong(&degraded_logged_at, &last, now))
@@ -316,12 +452,44 @@ static void resolve_work(uv_work_t *w) {
 
 static int64_t wall_ms(const tl_identity_t *idx) { return (int64_t)uv_now(idx->loop); }
 
-/* Loop thread: caches what the database said, answers. */
-static void resolve_done(uv_work_t *w, int status) {
-    resolution_t *r = w->data;
-    tl_identity_t *idx = r->idx;
+static void batch_done(uv_work_t *w, int status);
+
+/* Loop thread: sends the head of the queue, up to
+ * TL_IDENTITY_BATCH_LOOKUPS lookups (a resolution is never split), as one
+ * batch.  Errors: TL_ENOMEM (the queue is left as it was). */
+static int submit(tl_identity_t *idx) {
+    batch_t *b = calloc(1, sizeof *b);
+    if (!b) return TL_ENOMEM;
+    b->idx = idx;
+    b->work.data = b;
+    resolution_t *last = NULL;
+    for (resolution_t *r = idx->queue; r; r = r->next) {
+        int asked = 0;
+        for (int i = 0; i < r->n; i++) asked += r->ask[i];
+        if (last && b->nlook + asked > TL_IDENTITY_BATCH_LOOKUPS) break;
+        b->nlook += asked;
+        last = r;
+    }
+    resolution_t *rest = last->next;
+    b->first = idx->queue;
+    last->next = NULL;
+    if (uv_queue_work(idx->loop, &b->work, batch_work, batch_done) != 0) {
+        last->next = rest;
+        free(b);
+        return TL_ENOMEM;
+    }
+    idx->queue = rest;
+    if (!rest) idx->queue_tail = NULL;
+    idx->queued_lookups -= b->nlook;
+    idx->batches++;
+    idx->batches_total++;
+    return TL_OK;
+}
+
+/* Loop thread: caches what the database said and answers one
+ * resolution. */
+static void answer(tl_identity_t *idx, resolution_t *r) {
     idx->in_flight--;
-    if (status == UV_ECANCELED) r->degraded = 1;
     for (int i = 0; i < r->n; i++) {
         tl_identity_lookup_t *l = &r->l[i];
         if (!r->ask[i]) continue;
@@ -341,6 +509,35 @@ static void resolve_done(uv_work_t *w, int status) {
     int degraded = r->degraded;
     free(r);
     cb(arg, degraded);
+}
+
+/* Loop thread: the next batch goes out first (its query overlaps these
+ * callbacks), then every resolution of this one is answered. */
+static void batch_done(uv_work_t *w, int status) {
+    batch_t *b = w->data;
+    tl_identity_t *idx = b->idx;
+    resolution_t *r = b->first;
+    idx->batches--;
+    free(b);
+    if (idx->queue && submit(idx) != TL_OK) {
+        /* Cannot happen short of memory: answer the queue with the
+         * deterministic ids rather than leave it waiting. */
+        resolution_t *q = idx->queue;
+        idx->queue = idx->queue_tail = NULL;
+        idx->queued_lookups = 0;
+        for (resolution_t *next; q; q = next) {
+            next = q->next;
+            q->degraded = 1;
+            for (int i = 0; i < q->n; i++)
+                if (q->ask[i]) q->l[i].found = 0;
+            answer(idx, q);
+        }
+    }
+    for (resolution_t *next; r; r = next) {
+        next = r->next;
+        if (status == UV_ECANCELED) r->degraded = 1;
+        answer(idx, r);
+    }
 }
 
 int tl_identity_new(uv_loop_t *loop, const tl_config_t *cfg, tl_identity_t **out) {
@@ -373,6 +570,10 @@ void tl_identity_free(tl_identity_t *idx) {
 
 int tl_identity_in_flight(const tl_identity_t *idx) { return idx ? idx->in_flight : 0; }
 
+void tl_identity_stats(const tl_identity_t *idx, tl_identity_stats_t *out) {
+    *out = (tl_identity_stats_t){idx->batches, idx->queued_lookups, idx->batches_total};
+}
+
 int tl_identity_resolve(tl_identity_t *idx, tl_identity_lookup_t *l, int n, tl_identity_cb cb,
                         void *arg) {
     if (n < 1 || n > TL_IDENTITY_MAX_LOOKUPS) return TL_EINVAL;
@@ -395,16 +596,26 @@ int tl_identity_resolve(tl_identity_t *idx, tl_identity_lookup_t *l, int n, tl_i
     }
     resolution_t *r = calloc(1, sizeof *r);
     if (!r) return TL_ENOMEM;
-    r->idx = idx;
     r->l = l;
     r->n = n;
     memcpy(r->ask, ask, sizeof ask);
     r->cb = cb;
     r->arg = arg;
-    r->work.data = r;
     for (int i = 0; i < n; i++)
         if (ask[i]) l[i].customer_id[0] = 0;
-    if (uv_queue_work(idx->loop, &r->work, resolve_work, resolve_done) != 0) {
+    /* Queue it; when fewer than BATCHES_MAX batches are out, the queue
+     * (then only this resolution) goes at once.  Otherwise it waits for a
+     * batch to come back and leaves with every miss that arrived
+     * meanwhile: batches grow with the load, and a quiet gateway pays no
+     * wait. */
+    if (idx->queue_tail) idx->queue_tail->next = r;
+    else idx->queue = r;
+    idx->queue_tail = r;
+    idx->queued_lookups += misses;
+    if (idx->batches < BATCHES_MAX && submit(idx) != TL_OK) {
+        /* Only r was queued (a batch coming back sends the queue). */
+        idx->queue = idx->queue_tail = NULL;
+        idx->queued_lookups = 0;
         free(r);
         return TL_ENOMEM;
     }

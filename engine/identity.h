@@ -25,7 +25,17 @@
  *   resolver  for ingest: lookups go through a bounded LRU cache with a
  *             short TTL (a link is seen within one TTL), and misses are
  *             queried on the libuv thread pool with a thread-local PGconn,
- *             so the HTTP loop never blocks on PostgreSQL.  When PostgreSQL
+ *             so the HTTP loop never blocks on PostgreSQL.  Misses are
+ *             coalesced: at most two queries are out at a time, the misses
+ *             that arrive meanwhile queue, and each returning query sends
+ *             the whole queue (up to TL_IDENTITY_BATCH_LOOKUPS lookups) as
+ *             ONE statement.  One statement per request cost a thread-pool
+ *             round trip and a PostgreSQL round trip each and held ingest
+ *             to a few thousand requests a second; batches grow with the
+ *             load instead, and a quiet gateway waits for no timer.  A miss
+ *             for an identity never seen is still asked: a link may name it
+ *             (an unionid, a login) before any event of its own did, and
+ *             nothing on the loop can tell the two apart.  When PostgreSQL
  *             is unreachable the resolver answers the deterministic ids,
  *             counts identity_degraded_total and logs: ingest keeps
  *             accepting (never a 5xx for this), events of linked customers
@@ -50,6 +60,7 @@
 
 #define TL_IDENTITY_KEY_MAX 512     /* longest cache key, bytes */
 #define TL_IDENTITY_MAX_LOOKUPS 4   /* per tl_identity_resolve call */
+#define TL_IDENTITY_BATCH_LOOKUPS 1024  /* most lookups one resolver query asks */
 
 /* ---- keys and deterministic ids ---- */
 
@@ -123,15 +134,35 @@ int tl_identity_new(uv_loop_t *loop, const tl_config_t *cfg, tl_identity_t **out
 void tl_identity_free(tl_identity_t *idx);
 
 /* Resolves the n (1..TL_IDENTITY_MAX_LOOKUPS) lookups in l.  When the cache
- * answers them all, cb runs before this returns; otherwise the misses are
- * queried on the thread pool and cb runs later on the loop.  Returns 0 (cb
+ * answers them all, cb runs before this returns; otherwise the misses join
+ * the next batch query on the thread pool (at once when fewer than two
+ * are out, else when one comes back) and cb runs later on the loop.  Returns 0 (cb
  * will run exactly once), or TL_EINVAL/TL_ENOMEM and cb is never called.
  * l must stay valid until cb.  Loop thread. */
 int tl_identity_resolve(tl_identity_t *idx, tl_identity_lookup_t *l, int n, tl_identity_cb cb,
                         void *arg);
 
-/* Resolutions waiting for the thread pool (for a clean shutdown). */
+/* Resolutions not answered yet, queued or asking (for a clean
+ * shutdown).  NULL ok (0).  Loop thread. */
 int tl_identity_in_flight(const tl_identity_t *idx);
+
+/* What the resolver is doing, for tests and diagnostics. */
+typedef struct tl_identity_stats {
+    int batches;                /* queries on the thread pool now (<= 2) */
+    int queued_lookups;         /* misses waiting for the next query */
+    uint64_t batches_total;     /* queries sent since tl_identity_new */
+} tl_identity_stats_t;
+
+/* Fills *out.  Loop thread; cannot fail. */
+void tl_identity_stats(const tl_identity_t *idx, tl_identity_stats_t *out);
+
+/* Writes the PostgreSQL text[] literal of the n strings v into out (cap
+ * bytes, NUL-terminated, truncated when short) and returns its full
+ * length without the NUL, so a first call with out NULL sizes the buffer.
+ * Every element is double-quoted with '"' and '\' escaped, so no value
+ * can end an element or the array early; a value stops at its first NUL
+ * byte (text cannot hold one).  Pure; any thread; cannot fail. */
+size_t tl_identity_pg_array(const tl_str_t *v, size_t n, char *out, size_t cap);
 
 /* ---- the writer ---- */
 

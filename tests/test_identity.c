@@ -1,6 +1,8 @@
 /* test_identity.c -- engine/identity.c without PostgreSQL: key derivation,
- * deterministic ids, the LRU cache with its TTL, and a resolver that
- * cannot reach the database degrading to the deterministic ids. */
+ * deterministic ids, the LRU cache with its TTL, the text[] literal the
+ * batch query binds, and a resolver that cannot reach the database:
+ * degrading to the deterministic ids, coalescing misses into bounded
+ * batches. */
 #include <stdio.h>
 #include <string.h>
 
@@ -165,6 +167,134 @@ START_TEST(identity_resolver_degrades_to_deterministic_ids) {
 END_TEST
 
 
+/* The text[] literal the batch statement binds: every element quoted, so
+ * a comma, a brace, a quote, a backslash or the word NULL stays data. */
+START_TEST(identity_pg_array_quotes_every_element) {
+    tl_str_t v[] = {TL_STR("plain"), TL_STR("a,b{c}"), TL_STR("q\"uote"), TL_STR("back\\slash"),
+                    TL_STR("NULL"), TL_STR("")};
+    char out[128];
+    const char *want = "{\"plain\",\"a,b{c}\",\"q\\\"uote\",\"back\\\\slash\",\"NULL\",\"\"}";
+    size_t n = tl_identity_pg_array(v, 6, NULL, 0);
+    ck_assert_uint_eq(n, strlen(want));
+    ck_assert_uint_eq(tl_identity_pg_array(v, 6, out, sizeof out), n);
+    ck_assert_str_eq(out, want);
+    /* Empty array; a value stops at a NUL byte; a short buffer truncates
+     * but still reports the full length. */
+    ck_assert_uint_eq(tl_identity_pg_array(v, 0, out, sizeof out), 2);
+    ck_assert_str_eq(out, "{}");
+    tl_str_t nul = {"ab\0cd", 5};
+    tl_identity_pg_array(&nul, 1, out, sizeof out);
+    ck_assert_str_eq(out, "{\"ab\"}");
+    ck_assert_uint_eq(tl_identity_pg_array(v, 1, out, 4), 9);
+    ck_assert_str_eq(out, "{\"p");
+}
+END_TEST
+
+/* Misses coalesce: two queries go out at once, every miss after them
+ * queues, and the queue leaves as one batch when a query comes back; each
+ * request is answered exactly once with its own lookups' ids. */
+#define COALESCE_REQS 40
+static int answered[COALESCE_REQS + 1];
+static void on_counted(void *arg, int degraded) {
+    (void)degraded;
+    answered[(int *)arg - answered]++;
+    resolved++;
+}
+
+static void resolver_unreachable(uv_loop_t *loop, tl_identity_t **idx) {
+    tl_config_t cfg;
+    ck_assert_int_eq(tl_config_init(&cfg), 0);
+    cfg.pg_dsn = "host=127.0.0.1 port=1 dbname=none user=none";
+    cfg.identity_cache = 16;
+    cfg.identity_ttl_ms = 60000;
+    uv_loop_init(loop);
+    ck_assert_int_eq(tl_identity_new(loop, &cfg, idx), 0);
+}
+
+START_TEST(identity_resolver_coalesces_misses) {
+    uv_loop_t loop;
+    tl_identity_t *idx;
+    resolver_unreachable(&loop, &idx);
+    static char ids[COALESCE_REQS][16];
+    static tl_identity_lookup_t l[COALESCE_REQS][2];
+    memset(answered, 0, sizeof answered);
+    resolved = 0;
+    for (int i = 0; i < COALESCE_REQS; i++) {
+        snprintf(ids[i], sizeof ids[i], "dev-%d", i);
+        l[i][0] = (tl_identity_lookup_t){.tenant = TL_STR("acme"), .kind = "app",
+                                         .id = {ids[i], strlen(ids[i])}};
+        l[i][1] = (tl_identity_lookup_t){.tenant = TL_STR("acme"), .kind = "account",
+                                         .id = {ids[i], strlen(ids[i])}};
+        ck_assert_int_eq(tl_identity_resolve(idx, l[i], 2, on_counted, &answered[i]), 0);
+    }
+    tl_identity_stats_t st;
+    tl_identity_stats(idx, &st);
+    ck_assert_int_eq(st.batches, 2);
+    ck_assert_uint_eq(st.batches_total, 2);
+    ck_assert_int_eq(st.queued_lookups, 2 * (COALESCE_REQS - 2));
+    ck_assert_int_eq(tl_identity_in_flight(idx), COALESCE_REQS);
+    while (resolved < COALESCE_REQS) {
+        uv_run(&loop, UV_RUN_ONCE);
+        tl_identity_stats(idx, &st);
+        ck_assert_int_le(st.batches, 2);
+    }
+    /* The two first requests alone, then everything else in one query. */
+    tl_identity_stats(idx, &st);
+    ck_assert_uint_eq(st.batches_total, 3);
+    ck_assert_int_eq(st.queued_lookups, 0);
+    ck_assert_int_eq(tl_identity_in_flight(idx), 0);
+    for (int i = 0; i < COALESCE_REQS; i++) {
+        char want[40];
+        ck_assert_int_eq(answered[i], 1);
+        tl_identity_default_id(TL_STR("acme"), "app", l[i][0].id, want);
+        ck_assert_str_eq(l[i][0].customer_id, want);
+        tl_identity_default_id(TL_STR("acme"), "account", l[i][1].id, want);
+        ck_assert_str_eq(l[i][1].customer_id, want);
+        ck_assert_int_eq(l[i][1].found, 0);
+    }
+    tl_identity_free(idx);
+    uv_loop_close(&loop);
+}
+END_TEST
+
+/* A batch holds at most TL_IDENTITY_BATCH_LOOKUPS lookups and never splits
+ * a request: 2 + 300 requests of 4 lookups leave as 1, 1, 256 and 44. */
+START_TEST(identity_resolver_bounds_batches) {
+    enum { REQS = 302 };
+    uv_loop_t loop;
+    tl_identity_t *idx;
+    resolver_unreachable(&loop, &idx);
+    static char ids[REQS][16];
+    static tl_identity_lookup_t l[REQS][4];
+    static const char *const kinds[4] = {"app", "account", "unionid", "phone"};
+    resolved = 0;
+    for (int i = 0; i < REQS; i++) {
+        snprintf(ids[i], sizeof ids[i], "u-%d", i);
+        for (int k = 0; k < 4; k++)
+            l[i][k] = (tl_identity_lookup_t){.tenant = TL_STR("acme"), .kind = kinds[k],
+                                             .id = {ids[i], strlen(ids[i])}};
+        ck_assert_int_eq(tl_identity_resolve(idx, l[i], 4, on_done, NULL), 0);
+    }
+    tl_identity_stats_t st;
+    int max_seen = 0;
+    while (resolved < REQS) {
+        tl_identity_stats(idx, &st);
+        if (st.queued_lookups > max_seen) max_seen = st.queued_lookups;
+        ck_assert_int_le(st.batches, 2);
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    ck_assert_int_eq(max_seen, 4 * 300);
+    tl_identity_stats(idx, &st);
+    ck_assert_uint_eq(st.batches_total, 4);
+    char want[40];
+    tl_identity_default_id(TL_STR("acme"), "phone", TL_STR("u-301"), want);
+    ck_assert_str_eq(l[301][3].customer_id, want);
+    tl_identity_free(idx);
+    uv_loop_close(&loop);
+}
+END_TEST
+
+
 /* Folds ev and returns the writer's statements for the Change the fold
  * worker writes for it. */
 static size_t ops_after_fold(tl_fold_t *f, const tl_event_t *ev, tl_identity_op_t *ops, tl_str_t *ignored) {
@@ -246,6 +376,7 @@ Suite *tl_identity_suite(void) {
     tcase_add_test(tc, identity_key_joins_with_nul_and_refuses_overflow);
     tcase_add_test(tc, identity_default_id_matches_adapters_and_separates_kinds);
     tcase_add_test(tc, identity_evidence_kinds);
+    tcase_add_test(tc, identity_pg_array_quotes_every_element);
     tcase_add_test(tc, identity_writer_skips_links_the_fold_ignored);
     suite_add_tcase(s, tc);
     tc = tcase_create("cache");
@@ -255,6 +386,8 @@ Suite *tl_identity_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("resolver");
     tcase_add_test(tc, identity_resolver_degrades_to_deterministic_ids);
+    tcase_add_test(tc, identity_resolver_coalesces_misses);
+    tcase_add_test(tc, identity_resolver_bounds_batches);
     suite_add_tcase(s, tc);
     return s;
 }
