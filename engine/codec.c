@@ -359,6 +359,7 @@ struct tl_codec {
     avro_wrapped_buffer_t give;     /* see give_string; all zero between uses */
     char *arena;                    /* NUL-terminated copies of strings */
     size_t arena_cap, arena_len;
+    int borrows;                    /* value may borrow the arena (see read_frame) */
     tl_buf_t scratch;               /* NUL-terminated copy for set_string_len */
     int is_event;
     event_index_t ix;
@@ -1287,8 +1288,16 @@ static int read_frame(tl_codec_t *c, const void *data, size_t len, rd_t *rd, con
         char *a = malloc(cap);
         if (!a) return set_err(c, TL_ENOMEM, "out of memory");
         /* The value may still borrow the old arena: drop those references
-         * before freeing it. */
-        avro_value_reset(&c->value);
+         * before freeing it.  Only a walk (tl_codec_read) lends the arena
+         * to the value; when none has since the last reset, the value is
+         * left alone.  A reset would throw away the array elements that
+         * the event encoder keeps for reuse (it frees each element's
+         * strings), so the next encode would allocate them again -- and
+         * the direct decoder and the cursor never look at the value. */
+        if (c->borrows) {
+            avro_value_reset(&c->value);
+            c->borrows = 0;
+        }
         free(c->arena);
         c->arena = a;
         c->arena_cap = cap;
@@ -1305,6 +1314,7 @@ int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **ou
     const writer_t *w;
     int rc = read_frame(c, data, len, &rd, &w);
     if (rc) return rc;
+    c->borrows = 1;
     rc = w->root->op == OP_RECORD && c->fields ? walk_record(&rd, w->root, &c->value, c->fields)
                                                : walk(&rd, w->root, &c->value);
     if (rc == TL_OK && rd.p != rd.end)
@@ -1312,6 +1322,7 @@ int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **ou
     if (rc) {
         /* Leave no half-filled value behind. */
         avro_value_reset(&c->value);
+        c->borrows = 0;
         return rc;
     }
     *out = &c->value;
@@ -1322,6 +1333,7 @@ int tl_codec_read(tl_codec_t *c, const void *data, size_t len, avro_value_t **ou
 
 avro_value_t *tl_codec_value(tl_codec_t *c) {
     avro_value_reset(&c->value);
+    c->borrows = 0;
     return &c->value;
 }
 
