@@ -399,17 +399,52 @@ static int64_t it_timeline_count(void) {
     return n;
 }
 
+/* When rows are missing: which acknowledged messages (by the log position
+ * their 202 named) have no row, and how far each view's projection says it
+ * got in that partition -- so a failure tells the fold's loss from the
+ * projection's. */
+static void it_missing_report(const it_batch_t *b, tl_test_report_t *rep) {
+    char err[1024];
+    for (int c = 0; b && c < b->customers; c++)
+        for (int s = 0; s < b->per_customer; s++) {
+            const it_msg_t *m = it_msg_at(b, c, s);
+            if (!m->acked || m->partition < 0) continue;
+            char part[16], off[32];
+            snprintf(part, sizeof part, "%d", m->partition);
+            snprintf(off, sizeof off, "%" PRId64, m->offset);
+            const char *params[] = {IT_TENANT, part, off};
+            int64_t have = -1;
+            if (tl_test_pg_int(it.pg, "SELECT count(*) FROM view_agent WHERE tenant_id = $1"
+                               " AND source_partition = $2::int AND source_offset = $3::bigint",
+                               3, params, &have, err, sizeof err) || have != 0)
+                continue;
+            PGresult *r = tl_test_pg_query(it.pg,
+                                           "SELECT string_agg(consumer || '@' || source_offset, ' ')"
+                                           " FROM projection_positions WHERE partition = $1::int",
+                                           1, (const char *[]){part}, err, sizeof err);
+            tl_test_report(rep, "%s (%s) at %d:%" PRId64 " has no row; projections at that partition: %s",
+                           m->message_id, m->event_id, m->partition, m->offset,
+                           r && PQntuples(r) ? PQgetvalue(r, 0, 0) : err);
+            PQclear(r);
+        }
+}
+
 /* Polls until the tenant's timeline holds at least want rows (then waits a
- * little longer so late duplicates would show), up to timeout_ms. */
-static int64_t it_timeline_wait(int64_t want, int timeout_ms) {
+ * little longer so late duplicates would show), up to timeout_ms.  b: the
+ * messages sent, for the report when rows are missing (may be NULL). */
+static int64_t it_timeline_wait(const it_batch_t *b, int64_t want, int timeout_ms) {
     int64_t deadline = tl_test_mono_ms() + timeout_ms;
     int64_t n = it_timeline_count();
     while (n < want && tl_test_mono_ms() < deadline) {
         tl_test_sleep_ms(250);
         n = it_timeline_count();
     }
-    IT_ASSERT(n >= want, "timeline holds %" PRId64 " of %" PRId64 " rows after %d ms", n, want,
-              timeout_ms);
+    if (n < want) {
+        tl_test_report_t rep = {.text = ""};
+        it_missing_report(b, &rep);
+        IT_FAIL("timeline holds %" PRId64 " of %" PRId64 " rows after %d ms:%s", n, want, timeout_ms,
+                rep.text);
+    }
     tl_test_sleep_ms(2000);
     return it_timeline_count();
 }
@@ -655,7 +690,7 @@ START_TEST(pipeline_concurrent_messages_land_once_in_order) {
         }
     IT_ASSERT(rep.count == 0, "%d acknowledgement problems:%s", rep.count, rep.text);
 
-    int64_t rows = it_timeline_wait(CUSTOMERS * PER_CUSTOMER, 120000);
+    int64_t rows = it_timeline_wait(&b, CUSTOMERS * PER_CUSTOMER, 120000);
     fprintf(stderr, "pipeline: %d messages acknowledged in %" PRId64 " ms, %" PRId64
             " timeline rows %" PRId64 " ms later\n",
             CUSTOMERS * PER_CUSTOMER, t1 - t0, rows, tl_test_mono_ms() - t1);
@@ -711,7 +746,7 @@ START_TEST(pipeline_sigkill_loses_nothing_acknowledged) {
 
     /* The fold's consumer group may wait out the killed member's session. */
     int64_t t_joined = tl_test_mono_ms();
-    it_timeline_wait(CUSTOMERS * PER_CUSTOMER, 150000);
+    it_timeline_wait(&b, CUSTOMERS * PER_CUSTOMER, 150000);
     /* More records than messages in the log means some unacknowledged
      * first attempts landed before the kill and the fold had to drop them. */
     char err2[512], events[160];
@@ -802,7 +837,7 @@ START_TEST(pipeline_bad_input_gets_problem_json) {
     atomic_int acks = 0;
     it_client_t *cls = it_clients_start(&b, 1, 0, &acks);
     it_clients_join(cls, 1);
-    int64_t rows = it_timeline_wait(1, 60000);
+    int64_t rows = it_timeline_wait(NULL, 1, 60000);
 
     const char *params[] = {IT_TENANT};
     char err[1024];
