@@ -52,6 +52,7 @@ static struct {
     PGconn *pg;
     CURL *curl;
     char admin[TL_AUTH_TOKEN_LEN + 1], connector[TL_AUTH_TOKEN_LEN + 1];
+    char stranger[TL_AUTH_TOKEN_LEN + 1];   /* a connector for Douyin only: no JSON route */
     yaml_document_t doc;
     int have_doc;
     oa_check_t checks[OA_MAX_CHECKS];
@@ -213,6 +214,18 @@ static const char *oa_good_body(const char *path) {
     if (strstr(path, "/assign")) return "{\"team\":\"blue\"}";
     if (strstr(path, "/close")) return "{\"reason\":\"done\"}";
     if (strstr(path, "/resolve")) return "{\"value\":\"222\"}";
+    if (strstr(path, "/ingest/app")) {
+        snprintf(web, sizeof web,
+                 "{\"tenant_id\":\"t1\",\"device_id\":\"d-oa\",\"message\":{\"message_id\":\"m-oa\","
+                 "\"sent_at\":%lld,\"text\":\"hi\"}}", (long long)tl_test_now_ms());
+        return web;
+    }
+    if (strstr(path, "/ingest/mini_program")) {
+        snprintf(web, sizeof web,
+                 "{\"tenant_id\":\"t1\",\"openid\":\"o-oa\",\"message_id\":\"m-oa\",\"sent_at\":%lld,"
+                 "\"text\":\"hi\"}", (long long)tl_test_now_ms());
+        return web;
+    }
     if (strstr(path, "/phone"))
         return "{\"tenant_id\":\"t1\",\"call_id\":\"c-1\",\"segment_id\":\"1\",\"caller_number\":\"+86 138 0013 8000\","
                "\"speaker\":\"customer\",\"start_ms\":0,\"end_ms\":1000,\"text\":\"hi\",\"confidence\":0.9,"
@@ -244,9 +257,13 @@ static int trigger(const oa_check_t *c, oa_req_t *r) {
     r->sse = strcmp(c->path, "/v1/stream") == 0 && status == 200;
     switch (status) {
     case 200: case 202: case 404: case 409: break;
-    case 401: if (!rest) return -1; r->key = NULL; break;
+    case 401:
+        if (!rest && (strstr(c->path, "wechat") || strstr(c->path, "douyin"))) return -1;
+        r->key = NULL;
+        break;
     case 403:
         if (rest) r->key = oa.connector;
+        else if (!strstr(c->path, "wechat") && !strstr(c->path, "douyin")) r->key = oa.stranger;
         else if (strstr(c->path, "wechat")) snprintf(query, sizeof query, "?signature=bad&timestamp=1700000000&nonce=1&echostr=x&openid=o");
         else if (strstr(c->path, "douyin")) { /* no valid signature header: refused */ }
         else return -1;
@@ -335,9 +352,11 @@ static void oa_begin(void) {
     oa.pg = tl_test_pg_connect(oa.dsn, err, sizeof err);
     OA_ASSERT(oa.pg != NULL, "%s", err);
     tl_auth_new_key_t admin = {"t1", TL_ROLE_ADMIN, NULL, NULL, NULL, "openapi"};
-    tl_auth_new_key_t conn = {"t1", TL_ROLE_CONNECTOR, NULL, NULL, "web,api,phone", "openapi"};
+    tl_auth_new_key_t conn = {"t1", TL_ROLE_CONNECTOR, NULL, NULL, "web,api,phone,app,mini_program", "openapi"};
     OA_ASSERT(tl_auth_key_create(oa.pg, &admin, oa.admin, msg, sizeof msg) == TL_OK, "%s", msg);
     OA_ASSERT(tl_auth_key_create(oa.pg, &conn, oa.connector, msg, sizeof msg) == TL_OK, "%s", msg);
+    tl_auth_new_key_t stranger = {"t1", TL_ROLE_CONNECTOR, NULL, NULL, "douyin", "openapi"};
+    OA_ASSERT(tl_auth_key_create(oa.pg, &stranger, oa.stranger, msg, sizeof msg) == TL_OK, "%s", msg);
     oa_seed();
     OA_ASSERT(tl_test_serve_start(&oa.serve, err, sizeof err) == 0, "%s", err);
     OA_ASSERT(tl_test_serve_wait_ready(&oa.serve, 60000, err, sizeof err) == 0, "not ready: %s", err);
