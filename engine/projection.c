@@ -33,26 +33,23 @@
 #include "projection.h"
 #include "view.h"
 
-#define MAX_PARAMS 60000
 #define MAX_PARTS 1024
+#define MAX_COLS 16
 
-/* One multi-row statement under construction. */
+/* One batch statement under construction: a fixed text, prepared once per
+ * connection, whose parameters are one PostgreSQL array literal per column
+ * ("{\"a\",NULL,...}"), unnested back into rows by the statement.  Any
+ * number of rows is one statement of ncols parameters that PostgreSQL
+ * parses and plans once per connection, where a multi-row VALUES list of
+ * a new length had to be parsed and planned every time. */
 typedef struct stmt {
-    tl_buf_t sql;
-    size_t *offs;       /* arena offsets of the parameters; SIZE_MAX = NULL */
-    int nparams, nrows, ncols;
-    const char *head, *tail;
-    const char *const *casts;
-    char *head_owned;
-    /* Full chunks of chunk_rows rows run as one statement prepared once per
-     * connection (its text is the same every time), which spares
-     * PostgreSQL parsing and planning a statement of thousands of
-     * parameters per batch.  0: never prepared. */
-    int chunk_rows;
+    tl_buf_t col[MAX_COLS];     /* each "{e1,e2,..." (the "}" goes on at exec) */
+    int ncols, nrows, at;       /* at: the next column of the row being added */
+    int failed;                 /* out of memory while adding */
+    char *sql;
     const char *prep_name;
-    uint64_t prep_conn;             /* the connection it was prepared on */
+    uint64_t prep_conn;         /* the connection it was prepared on */
 } stmt_t;
-
 typedef struct conv_agg {
     char tenant[72], id[40], customer[40];
     int64_t version, opened_at, last_activity, items;
@@ -134,133 +131,107 @@ int tl_projection_parse_views(const char *list, tl_platform_t *out, size_t *n, c
     return TL_OK;
 }
 
-static const char *const row_casts[] = {
-    "", "", "$::int", "", "", "", "", "", "to_timestamp($::bigint/1000.0)",
-    "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)", "$::int", "$::bigint", "",
-    "$::jsonb"};
-static const char *const conv_casts[] = {
-    "", "", "", "$::bigint", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)",
-    "$::text[]", "$::bigint"};
-static const char *const cust_casts[] = {
-    "", "", "$::bigint", "$::text[]", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)"};
-static const char *const off_casts[] = {"", "", "$::int", "$::bigint"};
-static const char *const pos_casts[] = {"", "$::int", "$::bigint"};
-
-static void stmt_init(stmt_t *s, int ncols, const char *const *casts, const char *head, const char *tail) {
+static int stmt_init(stmt_t *s, int ncols, const char *prep_name, const char *sql) {
     memset(s, 0, sizeof *s);
-    tl_buf_init(&s->sql);
     s->ncols = ncols;
-    s->casts = casts;
-    s->head = head;
-    s->tail = tail;
-    s->offs = malloc(sizeof *s->offs * MAX_PARAMS);
+    s->prep_name = prep_name;
+    for (int c = 0; c < ncols; c++) tl_buf_init(&s->col[c]);
+    s->sql = strdup(sql);
+    return s->sql ? TL_OK : TL_ENOMEM;
 }
 
 static void stmt_close(stmt_t *s) {
-    tl_buf_close(&s->sql);
-    free(s->offs);
+    for (int c = 0; c < s->ncols; c++) tl_buf_close(&s->col[c]);
+    free(s->sql);
 }
 
 static void stmt_reset(stmt_t *s) {
-    tl_buf_reset(&s->sql);
-    s->nparams = s->nrows = 0;
+    for (int c = 0; c < s->ncols; c++) tl_buf_reset(&s->col[c]);
+    s->nrows = s->at = s->failed = 0;
 }
 
-/* Appends a parameter value (copied into the arena); NULL ptr = SQL NULL. */
-static int arena_put(tl_projection_t *p, stmt_t *s, const char *v, size_t len) {
-    if (s->nparams >= MAX_PARAMS) return TL_ETOOBIG;
+/* Appends the next column's element: v as a quoted array element (" and \
+ * escaped), or NULL when v is NULL.  Records out-of-memory in s. */
+static int stmt_put(stmt_t *s, const char *v, size_t len) {
+    tl_buf_t *b = &s->col[s->at++];
+    int rc = tl_buf_append(b, b->len ? "," : "{", 1);
     if (!v) {
-        s->offs[s->nparams++] = SIZE_MAX;
-        return TL_OK;
+        rc |= tl_buf_append(b, "NULL", 4);
+    } else {
+        rc |= tl_buf_append(b, "\"", 1);
+        for (size_t i = 0; i < len;) {
+            size_t k = i;
+            while (k < len && v[k] != '"' && v[k] != '\\') k++;
+            rc |= tl_buf_append(b, v + i, k - i);
+            if (k == len) break;
+            rc |= tl_buf_append(b, "\\", 1);
+            rc |= tl_buf_append(b, v + k, 1);
+            i = k + 1;
+        }
+        rc |= tl_buf_append(b, "\"", 1);
     }
-    s->offs[s->nparams++] = p->arena.len;
-    if (tl_buf_append(&p->arena, v, len) || tl_buf_append(&p->arena, "", 1)) return TL_ENOMEM;
-    return TL_OK;
+    if (rc) s->failed = 1;
+    return rc ? TL_ENOMEM : TL_OK;
 }
 
-static int put_str(tl_projection_t *p, stmt_t *s, tl_str_t v) { return arena_put(p, s, v.ptr, v.len); }
-static int put_cstr(tl_projection_t *p, stmt_t *s, const char *v) { return arena_put(p, s, v, v ? strlen(v) : 0); }
-static int put_i64(tl_projection_t *p, stmt_t *s, int64_t v) {
+static int put_str(stmt_t *s, tl_str_t v) { return stmt_put(s, v.ptr, v.len); }
+static int put_cstr(stmt_t *s, const char *v) { return stmt_put(s, v, v ? strlen(v) : 0); }
+static int put_i64(stmt_t *s, int64_t v) {
     char n[24];
     int len = snprintf(n, sizeof n, "%lld", (long long)v);
-    return arena_put(p, s, n, (size_t)len);
+    tl_buf_t *b = &s->col[s->at++];
+    int rc = tl_buf_append(b, b->len ? "," : "{", 1) | tl_buf_append(b, n, (size_t)len);
+    if (rc) s->failed = 1;
+    return rc ? TL_ENOMEM : TL_OK;
 }
 
-/* Closes a row: appends "($1,$2::bigint,...)" for its ncols parameters. */
+/* Closes a row (every column has its element). */
 static int stmt_row(stmt_t *s) {
-    int first = s->nparams - s->ncols + 1;
-    tl_buf_puts(&s->sql, s->nrows ? ",(" : "(");
-    for (int c = 0; c < s->ncols; c++) {
-        const char *cast = s->casts[c];
-        char num[16];
-        snprintf(num, sizeof num, "$%d", first + c);
-        if (c) tl_buf_puts(&s->sql, ",");
-        if (!*cast) {
-            tl_buf_puts(&s->sql, num);
-        } else {
-            const char *d = strchr(cast, '$');
-            tl_buf_append(&s->sql, cast, (size_t)(d - cast));
-            tl_buf_puts(&s->sql, num);
-            tl_buf_puts(&s->sql, d + 1);
-        }
-    }
+    s->at = 0;
     s->nrows++;
-    return tl_buf_puts(&s->sql, ")");
+    return s->failed ? TL_ENOMEM : TL_OK;
 }
 
+/* Runs s's rows as one statement inside the batch's transaction, preparing
+ * it first on a connection that has not seen it; then empties s. */
 static int stmt_exec(tl_projection_t *p, stmt_t *s) {
     if (!s->nrows) return TL_OK;
     if (!p->pg) return TL_EPG_DOWN;
-    tl_buf_t q;
-    tl_buf_init(&q);
-    tl_buf_puts(&q, s->head);
-    tl_buf_append(&q, s->sql.data, s->sql.len);
-    tl_buf_puts(&q, s->tail);
-    const char **vals = malloc(sizeof *vals * (size_t)s->nparams);
-    if (!vals || !q.data) {
-        free(vals);
-        tl_buf_close(&q);
+    if (s->failed) {
+        stmt_reset(s);
         return TL_ENOMEM;
     }
-    for (int i = 0; i < s->nparams; i++)
-        vals[i] = s->offs[i] == SIZE_MAX ? NULL : p->arena.data + s->offs[i];
-    PGresult *r;
-    if (s->chunk_rows && s->nrows == s->chunk_rows) {
-        if (s->prep_conn != p->conn_gen) {
-            r = PQprepare(p->pg, s->prep_name, q.data, 0, NULL);
-            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-            if (!ok) tl_warn("projection", "%s: prepare: %s", p->name, PQerrorMessage(p->pg));
-            int rc = ok ? TL_OK : tl_pg_err(p->pg, r);
-            PQclear(r);
-            if (rc) {
-                free(vals);
-                tl_buf_close(&q);
-                stmt_reset(s);
-                return rc;
-            }
-            s->prep_conn = p->conn_gen;
-        }
-        r = PQexecPrepared(p->pg, s->prep_name, s->nparams, vals, NULL, NULL, 0);
-    } else {
-        r = PQexecParams(p->pg, q.data, s->nparams, NULL, vals, NULL, NULL, 0);
-    }
+    const char *vals[MAX_COLS];
     int rc = TL_OK;
+    for (int c = 0; c < s->ncols; c++) {
+        rc |= tl_buf_append(&s->col[c], "}", 2);   /* with its NUL */
+        vals[c] = s->col[c].data;
+    }
+    if (rc) {
+        stmt_reset(s);
+        return TL_ENOMEM;
+    }
+    PGresult *r;
+    if (s->prep_conn != p->conn_gen) {
+        r = PQprepare(p->pg, s->prep_name, s->sql, 0, NULL);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok) tl_warn("projection", "%s: prepare: %s", p->name, PQerrorMessage(p->pg));
+        rc = ok ? TL_OK : tl_pg_err(p->pg, r);
+        PQclear(r);
+        if (rc) {
+            stmt_reset(s);
+            return rc;
+        }
+        s->prep_conn = p->conn_gen;
+    }
+    r = PQexecPrepared(p->pg, s->prep_name, s->ncols, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = tl_pg_err(p->pg, r);
         tl_warn("projection", "%s: %s", p->name, PQerrorMessage(p->pg));
     }
     PQclear(r);
-    free(vals);
-    tl_buf_close(&q);
     stmt_reset(s);
     return rc;
-}
-
-/* Before a row of s: runs s first when another row would pass the
- * parameter limit (inside the batch's transaction). */
-static int stmt_room(tl_projection_t *p, stmt_t *s) {
-    if (s->chunk_rows && s->nrows == s->chunk_rows) return stmt_exec(p, s);
-    return s->nparams + s->ncols > MAX_PARAMS ? stmt_exec(p, s) : TL_OK;
 }
 
 /* Adds slug to set, a PostgreSQL array literal "{web,app}" (slugs are
@@ -565,22 +536,21 @@ static int add_change(tl_projection_t *p, const rd_kafka_message_t *m) {
     stmt_t *s = &p->rows;
     for (size_t i = 0; i < rows.n && !rc; i++) {
         const tl_view_row_t *r = &rows.v[i];
-        if ((rc = stmt_room(p, s))) break;
-        rc |= put_str(p, s, ev.tenant_id);
-        rc |= put_str(p, s, ev.event_id);
-        rc |= put_i64(p, s, r->part);
-        rc |= put_str(p, s, ch.conversation_id);
-        rc |= put_str(p, s, ev.customer_id);
-        rc |= put_cstr(p, s, r->kind);
-        rc |= put_cstr(p, s, r->platform);
-        rc |= put_cstr(p, s, r->source_label);
-        rc |= put_i64(p, s, ch.effective_ts);
-        rc |= put_i64(p, s, ev.occurred_at);
-        rc |= put_i64(p, s, ev.received_at);
-        rc |= put_i64(p, s, ch.source_partition);
-        rc |= put_i64(p, s, ch.source_offset);
-        rc |= put_str(p, s, ev.idempotency_key);
-        rc |= put_cstr(p, s, r->body);
+        rc |= put_str(s, ev.tenant_id);
+        rc |= put_str(s, ev.event_id);
+        rc |= put_i64(s, r->part);
+        rc |= put_str(s, ch.conversation_id);
+        rc |= put_str(s, ev.customer_id);
+        rc |= put_cstr(s, r->kind);
+        rc |= put_cstr(s, r->platform);
+        rc |= put_cstr(s, r->source_label);
+        rc |= put_i64(s, ch.effective_ts);
+        rc |= put_i64(s, ev.occurred_at);
+        rc |= put_i64(s, ev.received_at);
+        rc |= put_i64(s, ch.source_partition);
+        rc |= put_i64(s, ch.source_offset);
+        rc |= put_str(s, ev.idempotency_key);
+        rc |= put_cstr(s, r->body);
         if (rc == TL_OK) rc = stmt_row(s);
         if (rc && rc != TL_EPG_DOWN && rc != TL_EPG) rc = TL_ENOMEM;
     }
@@ -610,42 +580,40 @@ static int batch_body(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
     for (int i = 0; i < p->nconv && !rc; i++) {
         conv_agg_t *c = &p->conv[i];
         stmt_t *s = &p->convs;
-        if ((rc = stmt_room(p, s))) break;
-        rc |= put_cstr(p, s, c->tenant);
-        rc |= put_cstr(p, s, c->id);
-        rc |= put_cstr(p, s, c->customer);
-        rc |= put_i64(p, s, c->version);
-        rc |= put_i64(p, s, c->opened_at);
-        rc |= put_i64(p, s, c->last_activity);
-        rc |= put_cstr(p, s, c->platforms[0] ? c->platforms : "{}");
-        rc |= put_i64(p, s, c->items);
+        rc |= put_cstr(s, c->tenant);
+        rc |= put_cstr(s, c->id);
+        rc |= put_cstr(s, c->customer);
+        rc |= put_i64(s, c->version);
+        rc |= put_i64(s, c->opened_at);
+        rc |= put_i64(s, c->last_activity);
+        rc |= put_cstr(s, c->platforms[0] ? c->platforms : "{}");
+        rc |= put_i64(s, c->items);
         rc |= stmt_row(s);
     }
     for (int i = 0; i < p->ncust && !rc; i++) {
         cust_agg_t *c = &p->cust[i];
         stmt_t *s = &p->custs;
-        if ((rc = stmt_room(p, s))) break;
-        rc |= put_cstr(p, s, c->tenant);
-        rc |= put_cstr(p, s, c->id);
-        rc |= put_i64(p, s, c->version);
-        rc |= put_cstr(p, s, c->platforms[0] ? c->platforms : "{}");
-        rc |= put_i64(p, s, c->first_seen);
-        rc |= put_i64(p, s, c->last_activity);
+        rc |= put_cstr(s, c->tenant);
+        rc |= put_cstr(s, c->id);
+        rc |= put_i64(s, c->version);
+        rc |= put_cstr(s, c->platforms[0] ? c->platforms : "{}");
+        rc |= put_i64(s, c->first_seen);
+        rc |= put_i64(s, c->last_activity);
         rc |= stmt_row(s);
     }
     const char *topic = tl_kafka_topic(p->kafka, TL_TOPIC_CHANGES);
     for (int i = 0; i < MAX_PARTS && !rc; i++) {
         if (p->part_next[i] >= 0) {
-            rc |= put_cstr(p, &p->offsets, p->name);
-            rc |= put_cstr(p, &p->offsets, topic);
-            rc |= put_i64(p, &p->offsets, i);
-            rc |= put_i64(p, &p->offsets, p->part_next[i]);
+            rc |= put_cstr(&p->offsets, p->name);
+            rc |= put_cstr(&p->offsets, topic);
+            rc |= put_i64(&p->offsets, i);
+            rc |= put_i64(&p->offsets, p->part_next[i]);
             rc |= stmt_row(&p->offsets);
         }
         if (p->pos[i] >= 0) {
-            rc |= put_cstr(p, &p->positions, p->name);
-            rc |= put_i64(p, &p->positions, i);
-            rc |= put_i64(p, &p->positions, p->pos[i]);
+            rc |= put_cstr(&p->positions, p->name);
+            rc |= put_i64(&p->positions, i);
+            rc |= put_i64(&p->positions, p->pos[i]);
             rc |= stmt_row(&p->positions);
         }
     }
@@ -682,6 +650,11 @@ static void session_setup(tl_projection_t *p) {
     p->conn_gen++;      /* prepared statements are per connection */
     if (tl_pg_exec(p->pg, "SET synchronous_commit = off"))
         tl_warn("projection", "%s: synchronous_commit stays on", p->name);
+    /* The batch statements' plans do not depend on their array
+     * parameters: plan them once, not once per execution for the first
+     * five as PostgreSQL would by default. */
+    if (tl_pg_exec(p->pg, "SET plan_cache_mode = force_generic_plan"))
+        tl_warn("projection", "%s: plan_cache_mode stays auto", p->name);
 }
 
 PGconn *tl_projection_pg(tl_projection_t *p, const atomic_int *stop) {
@@ -891,37 +864,49 @@ int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projec
     p->spec.consumer = p->name;
     p->cap = cfg->batch > 0 ? (int)cfg->batch : 500;
     tl_buf_init(&p->arena);
-    char head[512];
-    snprintf(head, sizeof head,
+    char rows_sql[1024];
+    snprintf(rows_sql, sizeof rows_sql,
              "INSERT INTO %s (tenant_id, event_id, part, conversation_id, customer_id, kind, platform,"
              " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
-             " idempotency_key, body) VALUES ", p->table);
-    stmt_init(&p->rows, 15, row_casts, NULL, " ON CONFLICT (tenant_id, event_id, part) DO NOTHING");
-    p->rows.head = p->rows.head_owned = strdup(head);
-    p->rows.chunk_rows = 100;
-    p->rows.prep_name = "tl_view_rows";
-    stmt_init(&p->convs, 8, conv_casts,
+             " idempotency_key, body)"
+             " SELECT t, e, pt, cv, cu, k, pl, sl, to_timestamp(ef/1000.0), to_timestamp(oc/1000.0),"
+             " to_timestamp(rc/1000.0), sp, so, ik, b"
+             " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],"
+             " $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::int[],"
+             " $13::bigint[], $14::text[], $15::jsonb[])"
+             " AS r(t, e, pt, cv, cu, k, pl, sl, ef, oc, rc, sp, so, ik, b)"
+             " ON CONFLICT (tenant_id, event_id, part) DO NOTHING", p->table);
+    int bad = stmt_init(&p->rows, 15, "tl_view_rows", rows_sql);
+    bad |= stmt_init(&p->convs, 8, "tl_view_convs",
               "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
-              " opened_at, last_activity, platforms, item_count) VALUES ",
+              " opened_at, last_activity, platforms, item_count)"
+              " SELECT t, id, cu, v, to_timestamp(o/1000.0), to_timestamp(l/1000.0), pl::text[], n"
+              " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],"
+              " $7::text[], $8::bigint[]) AS r(t, id, cu, v, o, l, pl, n)"
               " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
               " version = GREATEST(c.version, EXCLUDED.version),"
               " opened_at = LEAST(c.opened_at, EXCLUDED.opened_at),"
               " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity),"
               " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
               " item_count = c.item_count + EXCLUDED.item_count");
-    stmt_init(&p->custs, 6, cust_casts,
+    bad |= stmt_init(&p->custs, 6, "tl_view_custs",
               "INSERT INTO customers AS c (tenant_id, customer_id, version, platforms, first_seen,"
-              " last_activity) VALUES ",
+              " last_activity)"
+              " SELECT t, id, v, pl::text[], to_timestamp(f/1000.0), to_timestamp(l/1000.0)"
+              " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[])"
+              " AS r(t, id, v, pl, f, l)"
               " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
               " version = GREATEST(c.version, EXCLUDED.version),"
               " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
               " first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),"
               " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity)");
-    stmt_init(&p->offsets, 4, off_casts,
-              "INSERT INTO projection_offsets (consumer, topic, partition, next_offset) VALUES ",
+    bad |= stmt_init(&p->offsets, 4, "tl_view_offsets",
+              "INSERT INTO projection_offsets (consumer, topic, partition, next_offset)"
+              " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[])"
               " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset");
-    stmt_init(&p->positions, 3, pos_casts,
-              "INSERT INTO projection_positions AS p (consumer, partition, source_offset) VALUES ",
+    bad |= stmt_init(&p->positions, 3, "tl_view_positions",
+              "INSERT INTO projection_positions AS p (consumer, partition, source_offset)"
+              " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])"
               " ON CONFLICT (consumer, partition) DO UPDATE SET"
               " source_offset = GREATEST(p.source_offset, EXCLUDED.source_offset)");
     p->batch = calloc((size_t)p->cap, sizeof *p->batch);
@@ -932,9 +917,7 @@ int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projec
         rc = TL_EINVAL;
         goto fail;
     }
-    if (!p->batch || !p->conv || !p->cust || !p->rows.head || !p->rows.offs || !p->convs.offs ||
-        !p->custs.offs || !p->offsets.offs || !p->positions.offs)
-        goto fail;
+    if (!p->batch || !p->conv || !p->cust || bad) goto fail;
     if (!(p->ch_codec = tl_change_codec_new(&rc)) || !(p->ev_codec = tl_codec_new_event(&rc))) goto fail;
     *out = p;
     return TL_OK;
@@ -951,7 +934,6 @@ void tl_projection_free(tl_projection_t *p) {
     free(p->batch);
     free(p->conv);
     free(p->cust);
-    free(p->rows.head_owned);
     stmt_close(&p->rows); stmt_close(&p->convs); stmt_close(&p->custs);
     stmt_close(&p->offsets); stmt_close(&p->positions);
     tl_buf_close(&p->arena);
