@@ -36,19 +36,13 @@
 #define MAX_PARTS 1024
 #define MAX_COLS 16
 
-/* One batch statement under construction: a fixed text, prepared once per
- * connection, whose parameters are one PostgreSQL array literal per column
- * ("{\"a\",NULL,...}"), unnested back into rows by the statement.  Any
- * number of rows is one statement of ncols parameters that PostgreSQL
- * parses and plans once per connection, where a multi-row VALUES list of
- * a new length had to be parsed and planned every time. */
+/* The rows of one table in a batch, as one PostgreSQL array literal per
+ * column ("{\"a\",NULL,...}") that the batch statement unnests back into
+ * rows (see batch_sql). */
 typedef struct stmt {
     tl_buf_t col[MAX_COLS];     /* each "{e1,e2,..." (the "}" goes on at exec) */
     int ncols, nrows, at;       /* at: the next column of the row being added */
     int failed;                 /* out of memory while adding */
-    char *sql;
-    const char *prep_name;
-    uint64_t prep_conn;         /* the connection it was prepared on */
 } stmt_t;
 typedef struct conv_agg {
     char tenant[72], id[40], customer[40];
@@ -83,6 +77,10 @@ struct tl_projection {
     cust_agg_t *cust;
     int nconv, ncust, cap;
     rd_kafka_message_t **batch;
+    int last_n;                         /* the previous batch's size */
+    char *batch_sql;                    /* see batch_sql() */
+    uint64_t batch_prep_conn;           /* the connection it was prepared on */
+    int in_txn;                         /* BEGIN sent for this batch */
     int64_t part_next[MAX_PARTS];       /* next offset per .changes partition, this batch */
     int64_t pos[MAX_PARTS];             /* max source offset per .events partition */
 };
@@ -131,18 +129,14 @@ int tl_projection_parse_views(const char *list, tl_platform_t *out, size_t *n, c
     return TL_OK;
 }
 
-static int stmt_init(stmt_t *s, int ncols, const char *prep_name, const char *sql) {
+static void stmt_init(stmt_t *s, int ncols) {
     memset(s, 0, sizeof *s);
     s->ncols = ncols;
-    s->prep_name = prep_name;
     for (int c = 0; c < ncols; c++) tl_buf_init(&s->col[c]);
-    s->sql = strdup(sql);
-    return s->sql ? TL_OK : TL_ENOMEM;
 }
 
 static void stmt_close(stmt_t *s) {
     for (int c = 0; c < s->ncols; c++) tl_buf_close(&s->col[c]);
-    free(s->sql);
 }
 
 static void stmt_reset(stmt_t *s) {
@@ -192,45 +186,104 @@ static int stmt_row(stmt_t *s) {
     return s->failed ? TL_ENOMEM : TL_OK;
 }
 
-/* Runs s's rows as one statement inside the batch's transaction, preparing
- * it first on a connection that has not seen it; then empties s. */
-static int stmt_exec(tl_projection_t *p, stmt_t *s) {
-    if (!s->nrows) return TL_OK;
-    if (!p->pg) return TL_EPG_DOWN;
-    if (s->failed) {
-        stmt_reset(s);
-        return TL_ENOMEM;
-    }
-    const char *vals[MAX_COLS];
-    int rc = TL_OK;
+/* Closes s's array literals and appends them to vals (its ncols
+ * parameters of the batch statement). */
+static int stmt_params(stmt_t *s, const char **vals) {
+    if (s->failed) return TL_ENOMEM;
     for (int c = 0; c < s->ncols; c++) {
-        rc |= tl_buf_append(&s->col[c], "}", 2);   /* with its NUL */
-        vals[c] = s->col[c].data;
+        tl_buf_t *b = &s->col[c];
+        if (tl_buf_append(b, b->len ? "}" : "{}", b->len ? 2 : 3)) return TL_ENOMEM;   /* with its NUL */
+        vals[c] = b->data;
     }
-    if (rc) {
-        stmt_reset(s);
-        return TL_ENOMEM;
-    }
+    return TL_OK;
+}
+
+#define BATCH_PARAMS (15 + 8 + 6 + 4 + 3)
+
+/* The batch statement: the view rows, the conversation and customer
+ * aggregates, the offsets and the positions of a batch, each table's rows
+ * given as one array per column, as data-modifying WITH queries of one
+ * statement.  Its text never changes, so it is prepared (parsed and
+ * planned) once per connection, where multi-row VALUES lists of a new
+ * length had to be parsed and planned every time; and a batch that has no
+ * per-event statement is this one statement -- its own transaction, one
+ * round trip -- instead of BEGIN, five statements and COMMIT.  A table
+ * with no rows gets empty arrays.  Caller frees. */
+static char *batch_sql(const char *table) {
+    tl_buf_t b;
+    tl_buf_init(&b);
+    char rows[1024];
+    snprintf(rows, sizeof rows,
+             "WITH v AS (INSERT INTO %s (tenant_id, event_id, part, conversation_id, customer_id, kind,"
+             " platform, source_label, effective_ts, occurred_at, received_at, source_partition,"
+             " source_offset, idempotency_key, body)"
+             " SELECT t, e, pt, cv, cu, k, pl, sl, to_timestamp(ef/1000.0), to_timestamp(oc/1000.0),"
+             " to_timestamp(rc/1000.0), sp, so, ik, b"
+             " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],"
+             " $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::int[],"
+             " $13::bigint[], $14::text[], $15::jsonb[])"
+             " AS r(t, e, pt, cv, cu, k, pl, sl, ef, oc, rc, sp, so, ik, b)"
+             " ON CONFLICT (tenant_id, event_id, part) DO NOTHING), ", table);
+    tl_buf_puts(&b, rows);
+    tl_buf_puts(&b,
+        "cv AS (INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
+        " opened_at, last_activity, platforms, item_count)"
+        " SELECT t, id, cu, v, to_timestamp(o/1000.0), to_timestamp(l/1000.0), pl::text[], n"
+        " FROM unnest($16::text[], $17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[],"
+        " $22::text[], $23::bigint[]) AS r(t, id, cu, v, o, l, pl, n)"
+        " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
+        " version = GREATEST(c.version, EXCLUDED.version),"
+        " opened_at = LEAST(c.opened_at, EXCLUDED.opened_at),"
+        " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity),"
+        " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
+        " item_count = c.item_count + EXCLUDED.item_count), "
+        "cs AS (INSERT INTO customers AS c (tenant_id, customer_id, version, platforms, first_seen,"
+        " last_activity)"
+        " SELECT t, id, v, pl::text[], to_timestamp(f/1000.0), to_timestamp(l/1000.0)"
+        " FROM unnest($24::text[], $25::text[], $26::bigint[], $27::text[], $28::bigint[], $29::bigint[])"
+        " AS r(t, id, v, pl, f, l)"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+        " version = GREATEST(c.version, EXCLUDED.version),"
+        " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
+        " first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),"
+        " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity)), "
+        "o AS (INSERT INTO projection_offsets (consumer, topic, partition, next_offset)"
+        " SELECT * FROM unnest($30::text[], $31::text[], $32::int[], $33::bigint[])"
+        " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset) "
+        "INSERT INTO projection_positions AS p (consumer, partition, source_offset)"
+        " SELECT * FROM unnest($34::text[], $35::int[], $36::bigint[])"
+        " ON CONFLICT (consumer, partition) DO UPDATE SET"
+        " source_offset = GREATEST(p.source_offset, EXCLUDED.source_offset)");
+    return b.data;
+}
+
+/* Runs the batch statement on what the batch gathered (preparing it first
+ * on a connection that has not seen it). */
+static int batch_exec(tl_projection_t *p) {
+    if (!p->pg) return TL_EPG_DOWN;
+    const char *vals[BATCH_PARAMS];
+    int rc = stmt_params(&p->rows, vals);
+    if (!rc) rc = stmt_params(&p->convs, vals + 15);
+    if (!rc) rc = stmt_params(&p->custs, vals + 23);
+    if (!rc) rc = stmt_params(&p->offsets, vals + 29);
+    if (!rc) rc = stmt_params(&p->positions, vals + 33);
+    if (rc) return rc;
     PGresult *r;
-    if (s->prep_conn != p->conn_gen) {
-        r = PQprepare(p->pg, s->prep_name, s->sql, 0, NULL);
+    if (p->batch_prep_conn != p->conn_gen) {
+        r = PQprepare(p->pg, "tl_view_batch", p->batch_sql, 0, NULL);
         int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok) tl_warn("projection", "%s: prepare: %s", p->name, PQerrorMessage(p->pg));
         rc = ok ? TL_OK : tl_pg_err(p->pg, r);
         PQclear(r);
-        if (rc) {
-            stmt_reset(s);
-            return rc;
-        }
-        s->prep_conn = p->conn_gen;
+        if (rc) return rc;
+        p->batch_prep_conn = p->conn_gen;
     }
-    r = PQexecPrepared(p->pg, s->prep_name, s->ncols, vals, NULL, NULL, 0);
+    r = PQexecPrepared(p->pg, "tl_view_batch", BATCH_PARAMS, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = tl_pg_err(p->pg, r);
         tl_warn("projection", "%s: %s", p->name, PQerrorMessage(p->pg));
     }
     PQclear(r);
-    stmt_reset(s);
     return rc;
 }
 
@@ -258,6 +311,12 @@ static void platforms_add(char *set, size_t n, const char *slug) {
 /* Runs one statement of the batch's transaction. */
 static int exec_params(tl_projection_t *p, const char *sql, int n, const char *const *vals) {
     if (!p->pg) return TL_EPG_DOWN;
+    if (!p->in_txn) {
+        /* The batch statement that ends the batch joins this transaction. */
+        int rc = tl_pg_exec(p->pg, "BEGIN");
+        if (rc) return rc;
+        p->in_txn = 1;
+    }
     PGresult *r = PQexecParams(p->pg, sql, n, NULL, vals, NULL, NULL, 0);
     int rc = TL_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -618,21 +677,21 @@ static int batch_body(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
         }
     }
     if (rc) return rc == TL_EPG_DOWN || rc == TL_EPG ? rc : TL_ENOMEM;
-    if ((rc = stmt_exec(p, &p->rows)) || (rc = stmt_exec(p, &p->convs)) ||
-        (rc = stmt_exec(p, &p->custs)) || (rc = stmt_exec(p, &p->offsets)) ||
-        (rc = stmt_exec(p, &p->positions)))
-        return rc;
-    return TL_OK;
+    return batch_exec(p);
 }
 
 int tl_projection_apply(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
     batch_reset(p);
     if (!p->pg || PQstatus(p->pg) != CONNECTION_OK) return TL_EPG_DOWN;
-    int rc = tl_pg_exec(p->pg, "BEGIN");
-    if (!rc) rc = batch_body(p, msgs, n);
-    if (!rc) rc = tl_pg_exec(p->pg, "COMMIT");
+    /* One transaction: the batch statement alone is one (implicitly), and
+     * a per-event statement opens an explicit one that the batch statement
+     * joins (exec_params). */
+    p->in_txn = 0;
+    int rc = batch_body(p, msgs, n);
+    if (!rc && p->in_txn) rc = tl_pg_exec(p->pg, "COMMIT");
     if (rc) {
-        if (p->pg && PQstatus(p->pg) == CONNECTION_OK) tl_pg_exec(p->pg, "ROLLBACK");
+        if (p->in_txn && p->pg && PQstatus(p->pg) == CONNECTION_OK) tl_pg_exec(p->pg, "ROLLBACK");
+        p->in_txn = 0;
         if (p->pg && PQstatus(p->pg) != CONNECTION_OK) rc = TL_EPG_DOWN;
         return rc;
     }
@@ -787,9 +846,14 @@ static void *projection_main(void *arg) {
     while (!atomic_load(&p->stop)) {
         int n = 0, cap = iso.single ? 1 : p->cap;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
-        /* Gather for batch_ms after the first record: one transaction per
-         * larger batch costs far less than one per trickle. */
-        int64_t deadline = tl_kafka_now_ms() + p->cfg->batch_ms;
+        /* The gathering window adapts: idle (the last batch was small),
+         * take what has arrived and go, so an item waits for no timer;
+         * under load (the last batch was at least half full), keep
+         * gathering for batch_ms, since one transaction per larger batch
+         * costs PostgreSQL far less than one per trickle.  Batches also
+         * grow by themselves under load: what arrives during a commit is
+         * all there for the next poll. */
+        int64_t deadline = tl_kafka_now_ms() + (p->last_n * 2 >= p->cap ? p->cfg->batch_ms : 0);
         while (m) {
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -801,6 +865,7 @@ static void *projection_main(void *arg) {
             if (n == cap) break;
             m = rd_kafka_consumer_poll(p->consumer, tl_kafka_left_ms(deadline));
         }
+        p->last_n = n;
         if (!n) continue;
         int rc = tl_projection_pg(p, &p->stop) ? tl_projection_apply(p, p->batch, n) : TL_ESHUTDOWN;
         if (rc == TL_EPG && n == 1) {
@@ -864,51 +929,12 @@ int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projec
     p->spec.consumer = p->name;
     p->cap = cfg->batch > 0 ? (int)cfg->batch : 500;
     tl_buf_init(&p->arena);
-    char rows_sql[1024];
-    snprintf(rows_sql, sizeof rows_sql,
-             "INSERT INTO %s (tenant_id, event_id, part, conversation_id, customer_id, kind, platform,"
-             " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
-             " idempotency_key, body)"
-             " SELECT t, e, pt, cv, cu, k, pl, sl, to_timestamp(ef/1000.0), to_timestamp(oc/1000.0),"
-             " to_timestamp(rc/1000.0), sp, so, ik, b"
-             " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],"
-             " $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::int[],"
-             " $13::bigint[], $14::text[], $15::jsonb[])"
-             " AS r(t, e, pt, cv, cu, k, pl, sl, ef, oc, rc, sp, so, ik, b)"
-             " ON CONFLICT (tenant_id, event_id, part) DO NOTHING", p->table);
-    int bad = stmt_init(&p->rows, 15, "tl_view_rows", rows_sql);
-    bad |= stmt_init(&p->convs, 8, "tl_view_convs",
-              "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
-              " opened_at, last_activity, platforms, item_count)"
-              " SELECT t, id, cu, v, to_timestamp(o/1000.0), to_timestamp(l/1000.0), pl::text[], n"
-              " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],"
-              " $7::text[], $8::bigint[]) AS r(t, id, cu, v, o, l, pl, n)"
-              " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
-              " version = GREATEST(c.version, EXCLUDED.version),"
-              " opened_at = LEAST(c.opened_at, EXCLUDED.opened_at),"
-              " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity),"
-              " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
-              " item_count = c.item_count + EXCLUDED.item_count");
-    bad |= stmt_init(&p->custs, 6, "tl_view_custs",
-              "INSERT INTO customers AS c (tenant_id, customer_id, version, platforms, first_seen,"
-              " last_activity)"
-              " SELECT t, id, v, pl::text[], to_timestamp(f/1000.0), to_timestamp(l/1000.0)"
-              " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[])"
-              " AS r(t, id, v, pl, f, l)"
-              " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-              " version = GREATEST(c.version, EXCLUDED.version),"
-              " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
-              " first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),"
-              " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity)");
-    bad |= stmt_init(&p->offsets, 4, "tl_view_offsets",
-              "INSERT INTO projection_offsets (consumer, topic, partition, next_offset)"
-              " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[])"
-              " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset");
-    bad |= stmt_init(&p->positions, 3, "tl_view_positions",
-              "INSERT INTO projection_positions AS p (consumer, partition, source_offset)"
-              " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])"
-              " ON CONFLICT (consumer, partition) DO UPDATE SET"
-              " source_offset = GREATEST(p.source_offset, EXCLUDED.source_offset)");
+    stmt_init(&p->rows, 15);
+    stmt_init(&p->convs, 8);
+    stmt_init(&p->custs, 6);
+    stmt_init(&p->offsets, 4);
+    stmt_init(&p->positions, 3);
+    int bad = !(p->batch_sql = batch_sql(p->table));
     p->batch = calloc((size_t)p->cap, sizeof *p->batch);
     p->conv = calloc((size_t)p->cap, sizeof *p->conv);
     p->cust = calloc((size_t)p->cap, sizeof *p->cust);
@@ -937,6 +963,7 @@ void tl_projection_free(tl_projection_t *p) {
     stmt_close(&p->rows); stmt_close(&p->convs); stmt_close(&p->custs);
     stmt_close(&p->offsets); stmt_close(&p->positions);
     tl_buf_close(&p->arena);
+    free(p->batch_sql);
     tl_profile_free(p->pf);
     free(p);
 }
