@@ -512,8 +512,8 @@ static int fold_changes(tl_projection_t *p, const tl_change_t *ch, const tl_even
             rc |= sv_cstr(p, &v, resolved ? "resolved" : "withdrawn");
             if (rc) return TL_ENOMEM;
             rc = sv_exec(p, &v,
-                "UPDATE conflicts SET status = $6, chosen_value = $3, resolved_by = $4,"
-                " closed_at = to_timestamp($5::bigint/1000.0), version = $7::bigint"
+                "UPDATE conflicts SET status = $7, chosen_value = $3, resolved_by = $4,"
+                " closed_at = to_timestamp($5::bigint/1000.0), version = $6::bigint"
                 " WHERE tenant_id = $1 AND conflict_id = $2");
         }
         if (rc) return rc;
