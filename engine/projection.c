@@ -2,15 +2,17 @@
  * projection.c -- the projection workers (see projection.h).
  *
  * A batch is one PostgreSQL transaction.  View rows, conversation and
- * customer aggregates, offsets and positions go in multi-row INSERTs, every
- * value a parameter; the rare per-event statements (an assignment, a tag,
- * a close, a field's new value, a conflict) run one by one inside the same
- * transaction, in log order, which keeps their effects ordered without
- * merging them by hand.  Decoded strings live in the codecs' storage only
- * until the next decode, so everything a row needs is copied into `arena`
- * first; parameters are recorded as arena offsets and turned into pointers
- * when the statement runs.  A statement about to pass libpq's parameter
- * limit runs early, inside the same transaction.
+ * customer aggregates, offsets and positions go in one prepared statement
+ * (batch_sql): each table's rows travel as one array literal per column,
+ * unnested by data-modifying WITH queries, so PostgreSQL parses and plans
+ * the batch once per connection and a batch is one round trip.  The rare
+ * per-event statements (an assignment, a tag, a close, a field's new value,
+ * a conflict) run one by one before it, in log order, inside a transaction
+ * the first of them opens and the batch statement joins, which keeps their
+ * effects ordered without merging them by hand.  Decoded strings live in
+ * the codecs' storage only until the next decode, so everything a row
+ * needs is copied (into the column arrays, or `arena` for the per-event
+ * statements) before the next Change is decoded.
  *
  * PostgreSQL down: the failed batch rolls back, the worker pauses its
  * partitions (still polling, so it stays in its group), reconnects with
