@@ -146,10 +146,13 @@ static void stmt_reset(stmt_t *s) {
     s->nrows = s->at = s->failed = 0;
 }
 
-/* Appends the next column's element: v as a quoted array element (" and \
- * escaped), or NULL when v is NULL.  Records out-of-memory in s. */
+/* Appends the next column's element: v as a quoted array element (with
+ * double quotes and backslashes escaped), or NULL when v is NULL.  A value
+ * ends at a NUL byte, as it did when each value was a parameter of its own
+ * (a C string), so the rows are the same.  Records out-of-memory in s. */
 static int stmt_put(stmt_t *s, const char *v, size_t len) {
     tl_buf_t *b = &s->col[s->at++];
+    if (v) len = strnlen(v, len);
     int rc = tl_buf_append(b, b->len ? "," : "{", 1);
     if (!v) {
         rc |= tl_buf_append(b, "NULL", 4);
