@@ -2,15 +2,17 @@
  * projection.c -- the projection workers (see projection.h).
  *
  * A batch is one PostgreSQL transaction.  View rows, conversation and
- * customer aggregates, offsets and positions go in multi-row INSERTs, every
- * value a parameter; the rare per-event statements (an assignment, a tag,
- * a close, a field's new value, a conflict) run one by one inside the same
- * transaction, in log order, which keeps their effects ordered without
- * merging them by hand.  Decoded strings live in the codecs' storage only
- * until the next decode, so everything a row needs is copied into `arena`
- * first; parameters are recorded as arena offsets and turned into pointers
- * when the statement runs.  A statement about to pass libpq's parameter
- * limit runs early, inside the same transaction.
+ * customer aggregates, offsets and positions go in one prepared statement
+ * (batch_sql): each table's rows travel as one array literal per column,
+ * unnested by data-modifying WITH queries, so PostgreSQL parses and plans
+ * the batch once per connection and a batch is one round trip.  The rare
+ * per-event statements (an assignment, a tag, a close, a field's new value,
+ * a conflict) run one by one before it, in log order, inside a transaction
+ * the first of them opens and the batch statement joins, which keeps their
+ * effects ordered without merging them by hand.  Decoded strings live in
+ * the codecs' storage only until the next decode, so everything a row
+ * needs is copied (into the column arrays, or `arena` for the per-event
+ * statements) before the next Change is decoded.
  *
  * PostgreSQL down: the failed batch rolls back, the worker pauses its
  * partitions (still polling, so it stays in its group), reconnects with
@@ -33,26 +35,17 @@
 #include "projection.h"
 #include "view.h"
 
-#define MAX_PARAMS 60000
 #define MAX_PARTS 1024
+#define MAX_COLS 16
 
-/* One multi-row statement under construction. */
+/* The rows of one table in a batch, as one PostgreSQL array literal per
+ * column ("{\"a\",NULL,...}") that the batch statement unnests back into
+ * rows (see batch_sql). */
 typedef struct stmt {
-    tl_buf_t sql;
-    size_t *offs;       /* arena offsets of the parameters; SIZE_MAX = NULL */
-    int nparams, nrows, ncols;
-    const char *head, *tail;
-    const char *const *casts;
-    char *head_owned;
-    /* Full chunks of chunk_rows rows run as one statement prepared once per
-     * connection (its text is the same every time), which spares
-     * PostgreSQL parsing and planning a statement of thousands of
-     * parameters per batch.  0: never prepared. */
-    int chunk_rows;
-    const char *prep_name;
-    uint64_t prep_conn;             /* the connection it was prepared on */
+    tl_buf_t col[MAX_COLS];     /* each "{e1,e2,..." (the "}" goes on at exec) */
+    int ncols, nrows, at;       /* at: the next column of the row being added */
+    int failed;                 /* out of memory while adding */
 } stmt_t;
-
 typedef struct conv_agg {
     char tenant[72], id[40], customer[40];
     int64_t version, opened_at, last_activity, items;
@@ -86,6 +79,10 @@ struct tl_projection {
     cust_agg_t *cust;
     int nconv, ncust, cap;
     rd_kafka_message_t **batch;
+    int last_n;                         /* the previous batch's size */
+    char *batch_sql;                    /* see batch_sql() */
+    uint64_t batch_prep_conn;           /* the connection it was prepared on */
+    int in_txn;                         /* BEGIN sent for this batch */
     int64_t part_next[MAX_PARTS];       /* next offset per .changes partition, this batch */
     int64_t pos[MAX_PARTS];             /* max source offset per .events partition */
 };
@@ -134,133 +131,165 @@ int tl_projection_parse_views(const char *list, tl_platform_t *out, size_t *n, c
     return TL_OK;
 }
 
-static const char *const row_casts[] = {
-    "", "", "$::int", "", "", "", "", "", "to_timestamp($::bigint/1000.0)",
-    "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)", "$::int", "$::bigint", "",
-    "$::jsonb"};
-static const char *const conv_casts[] = {
-    "", "", "", "$::bigint", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)",
-    "$::text[]", "$::bigint"};
-static const char *const cust_casts[] = {
-    "", "", "$::bigint", "$::text[]", "to_timestamp($::bigint/1000.0)", "to_timestamp($::bigint/1000.0)"};
-static const char *const off_casts[] = {"", "", "$::int", "$::bigint"};
-static const char *const pos_casts[] = {"", "$::int", "$::bigint"};
-
-static void stmt_init(stmt_t *s, int ncols, const char *const *casts, const char *head, const char *tail) {
+static void stmt_init(stmt_t *s, int ncols) {
     memset(s, 0, sizeof *s);
-    tl_buf_init(&s->sql);
     s->ncols = ncols;
-    s->casts = casts;
-    s->head = head;
-    s->tail = tail;
-    s->offs = malloc(sizeof *s->offs * MAX_PARAMS);
+    for (int c = 0; c < ncols; c++) tl_buf_init(&s->col[c]);
 }
 
 static void stmt_close(stmt_t *s) {
-    tl_buf_close(&s->sql);
-    free(s->offs);
+    for (int c = 0; c < s->ncols; c++) tl_buf_close(&s->col[c]);
 }
 
 static void stmt_reset(stmt_t *s) {
-    tl_buf_reset(&s->sql);
-    s->nparams = s->nrows = 0;
+    for (int c = 0; c < s->ncols; c++) tl_buf_reset(&s->col[c]);
+    s->nrows = s->at = s->failed = 0;
 }
 
-/* Appends a parameter value (copied into the arena); NULL ptr = SQL NULL. */
-static int arena_put(tl_projection_t *p, stmt_t *s, const char *v, size_t len) {
-    if (s->nparams >= MAX_PARAMS) return TL_ETOOBIG;
+/* Appends the next column's element: v as a quoted array element (with
+ * double quotes and backslashes escaped), or NULL when v is NULL.  A value
+ * ends at a NUL byte, as it did when each value was a parameter of its own
+ * (a C string), so the rows are the same.  Records out-of-memory in s. */
+static int stmt_put(stmt_t *s, const char *v, size_t len) {
+    tl_buf_t *b = &s->col[s->at++];
+    if (v) len = strnlen(v, len);
+    int rc = tl_buf_append(b, b->len ? "," : "{", 1);
     if (!v) {
-        s->offs[s->nparams++] = SIZE_MAX;
-        return TL_OK;
+        rc |= tl_buf_append(b, "NULL", 4);
+    } else {
+        rc |= tl_buf_append(b, "\"", 1);
+        for (size_t i = 0; i < len;) {
+            size_t k = i;
+            while (k < len && v[k] != '"' && v[k] != '\\') k++;
+            rc |= tl_buf_append(b, v + i, k - i);
+            if (k == len) break;
+            rc |= tl_buf_append(b, "\\", 1);
+            rc |= tl_buf_append(b, v + k, 1);
+            i = k + 1;
+        }
+        rc |= tl_buf_append(b, "\"", 1);
     }
-    s->offs[s->nparams++] = p->arena.len;
-    if (tl_buf_append(&p->arena, v, len) || tl_buf_append(&p->arena, "", 1)) return TL_ENOMEM;
+    if (rc) s->failed = 1;
+    return rc ? TL_ENOMEM : TL_OK;
+}
+
+static int put_str(stmt_t *s, tl_str_t v) { return stmt_put(s, v.ptr, v.len); }
+static int put_cstr(stmt_t *s, const char *v) { return stmt_put(s, v, v ? strlen(v) : 0); }
+static int put_i64(stmt_t *s, int64_t v) {
+    char n[24];
+    int len = snprintf(n, sizeof n, "%lld", (long long)v);
+    tl_buf_t *b = &s->col[s->at++];
+    int rc = tl_buf_append(b, b->len ? "," : "{", 1) | tl_buf_append(b, n, (size_t)len);
+    if (rc) s->failed = 1;
+    return rc ? TL_ENOMEM : TL_OK;
+}
+
+/* Closes a row (every column has its element). */
+static int stmt_row(stmt_t *s) {
+    s->at = 0;
+    s->nrows++;
+    return s->failed ? TL_ENOMEM : TL_OK;
+}
+
+/* Closes s's array literals and appends them to vals (its ncols
+ * parameters of the batch statement). */
+static int stmt_params(stmt_t *s, const char **vals) {
+    if (s->failed) return TL_ENOMEM;
+    for (int c = 0; c < s->ncols; c++) {
+        tl_buf_t *b = &s->col[c];
+        if (tl_buf_append(b, b->len ? "}" : "{}", b->len ? 2 : 3)) return TL_ENOMEM;   /* with its NUL */
+        vals[c] = b->data;
+    }
     return TL_OK;
 }
 
-static int put_str(tl_projection_t *p, stmt_t *s, tl_str_t v) { return arena_put(p, s, v.ptr, v.len); }
-static int put_cstr(tl_projection_t *p, stmt_t *s, const char *v) { return arena_put(p, s, v, v ? strlen(v) : 0); }
-static int put_i64(tl_projection_t *p, stmt_t *s, int64_t v) {
-    char n[24];
-    int len = snprintf(n, sizeof n, "%lld", (long long)v);
-    return arena_put(p, s, n, (size_t)len);
+#define BATCH_PARAMS (15 + 8 + 6 + 4 + 3)
+
+/* The batch statement: the view rows, the conversation and customer
+ * aggregates, the offsets and the positions of a batch, each table's rows
+ * given as one array per column, as data-modifying WITH queries of one
+ * statement.  Its text never changes, so it is prepared (parsed and
+ * planned) once per connection, where multi-row VALUES lists of a new
+ * length had to be parsed and planned every time; and a batch that has no
+ * per-event statement is this one statement -- its own transaction, one
+ * round trip -- instead of BEGIN, five statements and COMMIT.  A table
+ * with no rows gets empty arrays.  Caller frees. */
+static char *batch_sql(const char *table) {
+    tl_buf_t b;
+    tl_buf_init(&b);
+    char rows[1024];
+    snprintf(rows, sizeof rows,
+             "WITH v AS (INSERT INTO %s (tenant_id, event_id, part, conversation_id, customer_id, kind,"
+             " platform, source_label, effective_ts, occurred_at, received_at, source_partition,"
+             " source_offset, idempotency_key, body)"
+             " SELECT t, e, pt, cv, cu, k, pl, sl, to_timestamp(ef/1000.0), to_timestamp(oc/1000.0),"
+             " to_timestamp(rc/1000.0), sp, so, ik, b"
+             " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],"
+             " $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::int[],"
+             " $13::bigint[], $14::text[], $15::jsonb[])"
+             " AS r(t, e, pt, cv, cu, k, pl, sl, ef, oc, rc, sp, so, ik, b)"
+             " ON CONFLICT (tenant_id, event_id, part) DO NOTHING), ", table);
+    tl_buf_puts(&b, rows);
+    tl_buf_puts(&b,
+        "cv AS (INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
+        " opened_at, last_activity, platforms, item_count)"
+        " SELECT t, id, cu, v, to_timestamp(o/1000.0), to_timestamp(l/1000.0), pl::text[], n"
+        " FROM unnest($16::text[], $17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[],"
+        " $22::text[], $23::bigint[]) AS r(t, id, cu, v, o, l, pl, n)"
+        " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
+        " version = GREATEST(c.version, EXCLUDED.version),"
+        " opened_at = LEAST(c.opened_at, EXCLUDED.opened_at),"
+        " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity),"
+        " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
+        " item_count = c.item_count + EXCLUDED.item_count), "
+        "cs AS (INSERT INTO customers AS c (tenant_id, customer_id, version, platforms, first_seen,"
+        " last_activity)"
+        " SELECT t, id, v, pl::text[], to_timestamp(f/1000.0), to_timestamp(l/1000.0)"
+        " FROM unnest($24::text[], $25::text[], $26::bigint[], $27::text[], $28::bigint[], $29::bigint[])"
+        " AS r(t, id, v, pl, f, l)"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+        " version = GREATEST(c.version, EXCLUDED.version),"
+        " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
+        " first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),"
+        " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity)), "
+        "o AS (INSERT INTO projection_offsets (consumer, topic, partition, next_offset)"
+        " SELECT * FROM unnest($30::text[], $31::text[], $32::int[], $33::bigint[])"
+        " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset) "
+        "INSERT INTO projection_positions AS p (consumer, partition, source_offset)"
+        " SELECT * FROM unnest($34::text[], $35::int[], $36::bigint[])"
+        " ON CONFLICT (consumer, partition) DO UPDATE SET"
+        " source_offset = GREATEST(p.source_offset, EXCLUDED.source_offset)");
+    return b.data;
 }
 
-/* Closes a row: appends "($1,$2::bigint,...)" for its ncols parameters. */
-static int stmt_row(stmt_t *s) {
-    int first = s->nparams - s->ncols + 1;
-    tl_buf_puts(&s->sql, s->nrows ? ",(" : "(");
-    for (int c = 0; c < s->ncols; c++) {
-        const char *cast = s->casts[c];
-        char num[16];
-        snprintf(num, sizeof num, "$%d", first + c);
-        if (c) tl_buf_puts(&s->sql, ",");
-        if (!*cast) {
-            tl_buf_puts(&s->sql, num);
-        } else {
-            const char *d = strchr(cast, '$');
-            tl_buf_append(&s->sql, cast, (size_t)(d - cast));
-            tl_buf_puts(&s->sql, num);
-            tl_buf_puts(&s->sql, d + 1);
-        }
-    }
-    s->nrows++;
-    return tl_buf_puts(&s->sql, ")");
-}
-
-static int stmt_exec(tl_projection_t *p, stmt_t *s) {
-    if (!s->nrows) return TL_OK;
+/* Runs the batch statement on what the batch gathered (preparing it first
+ * on a connection that has not seen it). */
+static int batch_exec(tl_projection_t *p) {
     if (!p->pg) return TL_EPG_DOWN;
-    tl_buf_t q;
-    tl_buf_init(&q);
-    tl_buf_puts(&q, s->head);
-    tl_buf_append(&q, s->sql.data, s->sql.len);
-    tl_buf_puts(&q, s->tail);
-    const char **vals = malloc(sizeof *vals * (size_t)s->nparams);
-    if (!vals || !q.data) {
-        free(vals);
-        tl_buf_close(&q);
-        return TL_ENOMEM;
-    }
-    for (int i = 0; i < s->nparams; i++)
-        vals[i] = s->offs[i] == SIZE_MAX ? NULL : p->arena.data + s->offs[i];
+    const char *vals[BATCH_PARAMS];
+    int rc = stmt_params(&p->rows, vals);
+    if (!rc) rc = stmt_params(&p->convs, vals + 15);
+    if (!rc) rc = stmt_params(&p->custs, vals + 23);
+    if (!rc) rc = stmt_params(&p->offsets, vals + 29);
+    if (!rc) rc = stmt_params(&p->positions, vals + 33);
+    if (rc) return rc;
     PGresult *r;
-    if (s->chunk_rows && s->nrows == s->chunk_rows) {
-        if (s->prep_conn != p->conn_gen) {
-            r = PQprepare(p->pg, s->prep_name, q.data, 0, NULL);
-            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-            if (!ok) tl_warn("projection", "%s: prepare: %s", p->name, PQerrorMessage(p->pg));
-            int rc = ok ? TL_OK : tl_pg_err(p->pg, r);
-            PQclear(r);
-            if (rc) {
-                free(vals);
-                tl_buf_close(&q);
-                stmt_reset(s);
-                return rc;
-            }
-            s->prep_conn = p->conn_gen;
-        }
-        r = PQexecPrepared(p->pg, s->prep_name, s->nparams, vals, NULL, NULL, 0);
-    } else {
-        r = PQexecParams(p->pg, q.data, s->nparams, NULL, vals, NULL, NULL, 0);
+    if (p->batch_prep_conn != p->conn_gen) {
+        r = PQprepare(p->pg, "tl_view_batch", p->batch_sql, 0, NULL);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok) tl_warn("projection", "%s: prepare: %s", p->name, PQerrorMessage(p->pg));
+        rc = ok ? TL_OK : tl_pg_err(p->pg, r);
+        PQclear(r);
+        if (rc) return rc;
+        p->batch_prep_conn = p->conn_gen;
     }
-    int rc = TL_OK;
+    r = PQexecPrepared(p->pg, "tl_view_batch", BATCH_PARAMS, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = tl_pg_err(p->pg, r);
         tl_warn("projection", "%s: %s", p->name, PQerrorMessage(p->pg));
     }
     PQclear(r);
-    free(vals);
-    tl_buf_close(&q);
-    stmt_reset(s);
     return rc;
-}
-
-/* Before a row of s: runs s first when another row would pass the
- * parameter limit (inside the batch's transaction). */
-static int stmt_room(tl_projection_t *p, stmt_t *s) {
-    if (s->chunk_rows && s->nrows == s->chunk_rows) return stmt_exec(p, s);
-    return s->nparams + s->ncols > MAX_PARAMS ? stmt_exec(p, s) : TL_OK;
 }
 
 /* Adds slug to set, a PostgreSQL array literal "{web,app}" (slugs are
@@ -287,6 +316,12 @@ static void platforms_add(char *set, size_t n, const char *slug) {
 /* Runs one statement of the batch's transaction. */
 static int exec_params(tl_projection_t *p, const char *sql, int n, const char *const *vals) {
     if (!p->pg) return TL_EPG_DOWN;
+    if (!p->in_txn) {
+        /* The batch statement that ends the batch joins this transaction. */
+        int rc = tl_pg_exec(p->pg, "BEGIN");
+        if (rc) return rc;
+        p->in_txn = 1;
+    }
     PGresult *r = PQexecParams(p->pg, sql, n, NULL, vals, NULL, NULL, 0);
     int rc = TL_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -565,22 +600,21 @@ static int add_change(tl_projection_t *p, const rd_kafka_message_t *m) {
     stmt_t *s = &p->rows;
     for (size_t i = 0; i < rows.n && !rc; i++) {
         const tl_view_row_t *r = &rows.v[i];
-        if ((rc = stmt_room(p, s))) break;
-        rc |= put_str(p, s, ev.tenant_id);
-        rc |= put_str(p, s, ev.event_id);
-        rc |= put_i64(p, s, r->part);
-        rc |= put_str(p, s, ch.conversation_id);
-        rc |= put_str(p, s, ev.customer_id);
-        rc |= put_cstr(p, s, r->kind);
-        rc |= put_cstr(p, s, r->platform);
-        rc |= put_cstr(p, s, r->source_label);
-        rc |= put_i64(p, s, ch.effective_ts);
-        rc |= put_i64(p, s, ev.occurred_at);
-        rc |= put_i64(p, s, ev.received_at);
-        rc |= put_i64(p, s, ch.source_partition);
-        rc |= put_i64(p, s, ch.source_offset);
-        rc |= put_str(p, s, ev.idempotency_key);
-        rc |= put_cstr(p, s, r->body);
+        rc |= put_str(s, ev.tenant_id);
+        rc |= put_str(s, ev.event_id);
+        rc |= put_i64(s, r->part);
+        rc |= put_str(s, ch.conversation_id);
+        rc |= put_str(s, ev.customer_id);
+        rc |= put_cstr(s, r->kind);
+        rc |= put_cstr(s, r->platform);
+        rc |= put_cstr(s, r->source_label);
+        rc |= put_i64(s, ch.effective_ts);
+        rc |= put_i64(s, ev.occurred_at);
+        rc |= put_i64(s, ev.received_at);
+        rc |= put_i64(s, ch.source_partition);
+        rc |= put_i64(s, ch.source_offset);
+        rc |= put_str(s, ev.idempotency_key);
+        rc |= put_cstr(s, r->body);
         if (rc == TL_OK) rc = stmt_row(s);
         if (rc && rc != TL_EPG_DOWN && rc != TL_EPG) rc = TL_ENOMEM;
     }
@@ -610,61 +644,59 @@ static int batch_body(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
     for (int i = 0; i < p->nconv && !rc; i++) {
         conv_agg_t *c = &p->conv[i];
         stmt_t *s = &p->convs;
-        if ((rc = stmt_room(p, s))) break;
-        rc |= put_cstr(p, s, c->tenant);
-        rc |= put_cstr(p, s, c->id);
-        rc |= put_cstr(p, s, c->customer);
-        rc |= put_i64(p, s, c->version);
-        rc |= put_i64(p, s, c->opened_at);
-        rc |= put_i64(p, s, c->last_activity);
-        rc |= put_cstr(p, s, c->platforms[0] ? c->platforms : "{}");
-        rc |= put_i64(p, s, c->items);
+        rc |= put_cstr(s, c->tenant);
+        rc |= put_cstr(s, c->id);
+        rc |= put_cstr(s, c->customer);
+        rc |= put_i64(s, c->version);
+        rc |= put_i64(s, c->opened_at);
+        rc |= put_i64(s, c->last_activity);
+        rc |= put_cstr(s, c->platforms[0] ? c->platforms : "{}");
+        rc |= put_i64(s, c->items);
         rc |= stmt_row(s);
     }
     for (int i = 0; i < p->ncust && !rc; i++) {
         cust_agg_t *c = &p->cust[i];
         stmt_t *s = &p->custs;
-        if ((rc = stmt_room(p, s))) break;
-        rc |= put_cstr(p, s, c->tenant);
-        rc |= put_cstr(p, s, c->id);
-        rc |= put_i64(p, s, c->version);
-        rc |= put_cstr(p, s, c->platforms[0] ? c->platforms : "{}");
-        rc |= put_i64(p, s, c->first_seen);
-        rc |= put_i64(p, s, c->last_activity);
+        rc |= put_cstr(s, c->tenant);
+        rc |= put_cstr(s, c->id);
+        rc |= put_i64(s, c->version);
+        rc |= put_cstr(s, c->platforms[0] ? c->platforms : "{}");
+        rc |= put_i64(s, c->first_seen);
+        rc |= put_i64(s, c->last_activity);
         rc |= stmt_row(s);
     }
     const char *topic = tl_kafka_topic(p->kafka, TL_TOPIC_CHANGES);
     for (int i = 0; i < MAX_PARTS && !rc; i++) {
         if (p->part_next[i] >= 0) {
-            rc |= put_cstr(p, &p->offsets, p->name);
-            rc |= put_cstr(p, &p->offsets, topic);
-            rc |= put_i64(p, &p->offsets, i);
-            rc |= put_i64(p, &p->offsets, p->part_next[i]);
+            rc |= put_cstr(&p->offsets, p->name);
+            rc |= put_cstr(&p->offsets, topic);
+            rc |= put_i64(&p->offsets, i);
+            rc |= put_i64(&p->offsets, p->part_next[i]);
             rc |= stmt_row(&p->offsets);
         }
         if (p->pos[i] >= 0) {
-            rc |= put_cstr(p, &p->positions, p->name);
-            rc |= put_i64(p, &p->positions, i);
-            rc |= put_i64(p, &p->positions, p->pos[i]);
+            rc |= put_cstr(&p->positions, p->name);
+            rc |= put_i64(&p->positions, i);
+            rc |= put_i64(&p->positions, p->pos[i]);
             rc |= stmt_row(&p->positions);
         }
     }
     if (rc) return rc == TL_EPG_DOWN || rc == TL_EPG ? rc : TL_ENOMEM;
-    if ((rc = stmt_exec(p, &p->rows)) || (rc = stmt_exec(p, &p->convs)) ||
-        (rc = stmt_exec(p, &p->custs)) || (rc = stmt_exec(p, &p->offsets)) ||
-        (rc = stmt_exec(p, &p->positions)))
-        return rc;
-    return TL_OK;
+    return batch_exec(p);
 }
 
 int tl_projection_apply(tl_projection_t *p, rd_kafka_message_t **msgs, int n) {
     batch_reset(p);
     if (!p->pg || PQstatus(p->pg) != CONNECTION_OK) return TL_EPG_DOWN;
-    int rc = tl_pg_exec(p->pg, "BEGIN");
-    if (!rc) rc = batch_body(p, msgs, n);
-    if (!rc) rc = tl_pg_exec(p->pg, "COMMIT");
+    /* One transaction: the batch statement alone is one (implicitly), and
+     * a per-event statement opens an explicit one that the batch statement
+     * joins (exec_params). */
+    p->in_txn = 0;
+    int rc = batch_body(p, msgs, n);
+    if (!rc && p->in_txn) rc = tl_pg_exec(p->pg, "COMMIT");
     if (rc) {
-        if (p->pg && PQstatus(p->pg) == CONNECTION_OK) tl_pg_exec(p->pg, "ROLLBACK");
+        if (p->in_txn && p->pg && PQstatus(p->pg) == CONNECTION_OK) tl_pg_exec(p->pg, "ROLLBACK");
+        p->in_txn = 0;
         if (p->pg && PQstatus(p->pg) != CONNECTION_OK) rc = TL_EPG_DOWN;
         return rc;
     }
@@ -682,6 +714,11 @@ static void session_setup(tl_projection_t *p) {
     p->conn_gen++;      /* prepared statements are per connection */
     if (tl_pg_exec(p->pg, "SET synchronous_commit = off"))
         tl_warn("projection", "%s: synchronous_commit stays on", p->name);
+    /* The batch statements' plans do not depend on their array
+     * parameters: plan them once, not once per execution for the first
+     * five as PostgreSQL would by default. */
+    if (tl_pg_exec(p->pg, "SET plan_cache_mode = force_generic_plan"))
+        tl_warn("projection", "%s: plan_cache_mode stays auto", p->name);
 }
 
 PGconn *tl_projection_pg(tl_projection_t *p, const atomic_int *stop) {
@@ -814,9 +851,14 @@ static void *projection_main(void *arg) {
     while (!atomic_load(&p->stop)) {
         int n = 0, cap = iso.single ? 1 : p->cap;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
-        /* Gather for batch_ms after the first record: one transaction per
-         * larger batch costs far less than one per trickle. */
-        int64_t deadline = tl_kafka_now_ms() + p->cfg->batch_ms;
+        /* The gathering window adapts: idle (the last batch was small),
+         * take what has arrived and go, so an item waits for no timer;
+         * under load (the last batch was at least half full), keep
+         * gathering for batch_ms, since one transaction per larger batch
+         * costs PostgreSQL far less than one per trickle.  Batches also
+         * grow by themselves under load: what arrives during a commit is
+         * all there for the next poll. */
+        int64_t deadline = tl_kafka_now_ms() + (p->last_n * 2 >= p->cap ? p->cfg->batch_ms : 0);
         while (m) {
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -828,6 +870,7 @@ static void *projection_main(void *arg) {
             if (n == cap) break;
             m = rd_kafka_consumer_poll(p->consumer, tl_kafka_left_ms(deadline));
         }
+        p->last_n = n;
         if (!n) continue;
         int rc = tl_projection_pg(p, &p->stop) ? tl_projection_apply(p, p->batch, n) : TL_ESHUTDOWN;
         if (rc == TL_EPG && n == 1) {
@@ -891,39 +934,12 @@ int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projec
     p->spec.consumer = p->name;
     p->cap = cfg->batch > 0 ? (int)cfg->batch : 500;
     tl_buf_init(&p->arena);
-    char head[512];
-    snprintf(head, sizeof head,
-             "INSERT INTO %s (tenant_id, event_id, part, conversation_id, customer_id, kind, platform,"
-             " source_label, effective_ts, occurred_at, received_at, source_partition, source_offset,"
-             " idempotency_key, body) VALUES ", p->table);
-    stmt_init(&p->rows, 15, row_casts, NULL, " ON CONFLICT (tenant_id, event_id, part) DO NOTHING");
-    p->rows.head = p->rows.head_owned = strdup(head);
-    p->rows.chunk_rows = 100;
-    p->rows.prep_name = "tl_view_rows";
-    stmt_init(&p->convs, 8, conv_casts,
-              "INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
-              " opened_at, last_activity, platforms, item_count) VALUES ",
-              " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
-              " version = GREATEST(c.version, EXCLUDED.version),"
-              " opened_at = LEAST(c.opened_at, EXCLUDED.opened_at),"
-              " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity),"
-              " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
-              " item_count = c.item_count + EXCLUDED.item_count");
-    stmt_init(&p->custs, 6, cust_casts,
-              "INSERT INTO customers AS c (tenant_id, customer_id, version, platforms, first_seen,"
-              " last_activity) VALUES ",
-              " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-              " version = GREATEST(c.version, EXCLUDED.version),"
-              " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
-              " first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),"
-              " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity)");
-    stmt_init(&p->offsets, 4, off_casts,
-              "INSERT INTO projection_offsets (consumer, topic, partition, next_offset) VALUES ",
-              " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset");
-    stmt_init(&p->positions, 3, pos_casts,
-              "INSERT INTO projection_positions AS p (consumer, partition, source_offset) VALUES ",
-              " ON CONFLICT (consumer, partition) DO UPDATE SET"
-              " source_offset = GREATEST(p.source_offset, EXCLUDED.source_offset)");
+    stmt_init(&p->rows, 15);
+    stmt_init(&p->convs, 8);
+    stmt_init(&p->custs, 6);
+    stmt_init(&p->offsets, 4);
+    stmt_init(&p->positions, 3);
+    int bad = !(p->batch_sql = batch_sql(p->table));
     p->batch = calloc((size_t)p->cap, sizeof *p->batch);
     p->conv = calloc((size_t)p->cap, sizeof *p->conv);
     p->cust = calloc((size_t)p->cap, sizeof *p->cust);
@@ -932,9 +948,7 @@ int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projec
         rc = TL_EINVAL;
         goto fail;
     }
-    if (!p->batch || !p->conv || !p->cust || !p->rows.head || !p->rows.offs || !p->convs.offs ||
-        !p->custs.offs || !p->offsets.offs || !p->positions.offs)
-        goto fail;
+    if (!p->batch || !p->conv || !p->cust || bad) goto fail;
     if (!(p->ch_codec = tl_change_codec_new(&rc)) || !(p->ev_codec = tl_codec_new_event(&rc))) goto fail;
     *out = p;
     return TL_OK;
@@ -951,10 +965,10 @@ void tl_projection_free(tl_projection_t *p) {
     free(p->batch);
     free(p->conv);
     free(p->cust);
-    free(p->rows.head_owned);
     stmt_close(&p->rows); stmt_close(&p->convs); stmt_close(&p->custs);
     stmt_close(&p->offsets); stmt_close(&p->positions);
     tl_buf_close(&p->arena);
+    free(p->batch_sql);
     tl_profile_free(p->pf);
     free(p);
 }
