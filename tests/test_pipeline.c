@@ -408,22 +408,22 @@ static void it_missing_report(const it_batch_t *b, tl_test_report_t *rep) {
     for (int c = 0; b && c < b->customers; c++)
         for (int s = 0; s < b->per_customer; s++) {
             const it_msg_t *m = it_msg_at(b, c, s);
-            if (!m->acked || m->partition < 0) continue;
+            if (!m->acked) continue;
             char part[16], off[32];
             snprintf(part, sizeof part, "%d", m->partition);
             snprintf(off, sizeof off, "%" PRId64, m->offset);
-            const char *params[] = {IT_TENANT, part, off};
+            const char *params[] = {IT_TENANT, m->event_id};
             int64_t have = -1;
             if (tl_test_pg_int(it.pg, "SELECT count(*) FROM view_agent WHERE tenant_id = $1"
-                               " AND source_partition = $2::int AND source_offset = $3::bigint",
-                               3, params, &have, err, sizeof err) || have != 0)
+                               " AND event_id = $2", 2, params, &have, err, sizeof err) || have != 0)
                 continue;
             PGresult *r = tl_test_pg_query(it.pg,
                                            "SELECT string_agg(consumer || '@' || source_offset, ' ')"
                                            " FROM projection_positions WHERE partition = $1::int",
                                            1, (const char *[]){part}, err, sizeof err);
-            tl_test_report(rep, "%s (%s) at %d:%" PRId64 " has no row; projections at that partition: %s",
-                           m->message_id, m->event_id, m->partition, m->offset,
+            tl_test_report(rep, "%s (%s, %d attempt(s), duplicate %d) at %d:%" PRId64
+                           " (-1: no position in the 202) has no row; projections at that partition: %s",
+                           m->message_id, m->event_id, m->attempts, m->duplicate, m->partition, m->offset,
                            r && PQntuples(r) ? PQgetvalue(r, 0, 0) : err);
             PQclear(r);
         }
