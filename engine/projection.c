@@ -974,10 +974,11 @@ void tl_projection_free(tl_projection_t *p) {
 }
 
 /* The group consumer of tl_kafka_consumer_new, with the broker's fetch
- * wait cut from librdkafka's 500 ms: a read_committed fetch parked by the
- * broker is not woken when a transaction commits (only when data is
- * appended), so at low rates the default wait is added to every item's
- * latency. */
+ * wait cut from librdkafka's 500 ms to 10 ms.  A commit writes its markers
+ * into the partition, which wakes a parked fetch, so the short wait is a
+ * bound rather than the cause of low latency (100 ms measured no
+ * different); it keeps a worker's poll loop, and so its stop and its
+ * PostgreSQL checks, responsive. */
 static rd_kafka_t *consumer_new(tl_projection_t *p, const char *group) {
     char errstr[256], member[256];
     rd_kafka_conf_t *conf = tl_kafka_conf(p->kafka);
