@@ -168,11 +168,8 @@ static int64_t now_ms(void) {
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* "P:O", or null when the broker acknowledged without an offset: when an
- * idempotent retry finds the first attempt already written
- * (DUPLICATE_SEQUENCE), librdkafka reports success with
- * RD_KAFKA_OFFSET_INVALID.  The event is durable; only its position is
- * unknown. */
+/* "P:O".  An acknowledgement without an offset never gets here (the
+ * producer fails it: see producer.c), so null is only a guard. */
 static void position_json(const ack_t *a, char *out, size_t n) {
     if (a->offset >= 0) snprintf(out, n, "\"%d:%lld\"", (int)a->partition, (long long)a->offset);
     else snprintf(out, n, "null");

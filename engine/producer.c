@@ -22,12 +22,25 @@ struct tl_producer {
     uv_timer_t timer;
 };
 
-/* librdkafka delivery report: runs on the loop thread, from rd_kafka_poll. */
+/* librdkafka delivery report: runs on the loop thread, from rd_kafka_poll.
+ *
+ * A success without a log offset is not taken as proof.  librdkafka reports
+ * one when it counts a retry as delivered without the broker naming where
+ * it wrote it (a DUPLICATE_SEQUENCE_NUMBER answer, or a possibly persisted
+ * batch it resolves as sent), and on a freshly started broker we have seen
+ * such an event missing from the log.  An acknowledgement must mean the
+ * broker holds the event, so this one fails: the caller answers 503 and the
+ * connector resends the same message id, which the fold applies once
+ * whether or not the first copy was written. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     tl_producer_t *p = opaque;
     if (m->err)
         p->report(p->ud, m->_private, TL_EKAFKA_DOWN, rd_kafka_err2str(m->err), m->partition, -1);
+    else if (m->offset < 0)
+        p->report(p->ud, m->_private, TL_EKAFKA_DOWN,
+                  "the broker acknowledged without a log position, so it is not known to hold the "
+                  "event", m->partition, -1);
     else
         p->report(p->ud, m->_private, 0, NULL, m->partition, m->offset);
 }

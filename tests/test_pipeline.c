@@ -547,7 +547,11 @@ static void it_timeline_check(const it_batch_t *b, int strict) {
         if (ets > m->sent_at || ets < m->sent_at - 5000)
             tl_test_report(&rep, "%s: effective_ts %" PRId64 ", sent_at %" PRId64, key, ets,
                       m->sent_at);
-        if (strict && ((m->offset >= 0 && offset != m->offset) || strcmp(event_id, m->event_id) != 0))
+        /* A resent message's row may be its first copy (written, though
+         * not acknowledged): only a message sent once must sit where its
+         * 202 said. */
+        if (strict && m->attempts == 1 &&
+            ((m->offset >= 0 && offset != m->offset) || strcmp(event_id, m->event_id) != 0))
             tl_test_report(&rep, "%s: event %s at %d:%" PRId64 ", the 202 said %s at %d:%" PRId64, key,
                       event_id, partition, offset, m->event_id, m->partition, m->offset);
     }
@@ -669,7 +673,8 @@ START_TEST(pipeline_concurrent_messages_land_once_in_order) {
     it_batch_init(&b, CUSTOMERS, PER_CUSTOMER);
     atomic_int acks = 0;
     int64_t t0 = tl_test_mono_ms();
-    it_client_t *cls = it_clients_start(&b, THREADS, 0, &acks);
+    /* As connectors do: a 503 is resent with the same message id. */
+    it_client_t *cls = it_clients_start(&b, THREADS, 1, &acks);
     it_clients_join(cls, THREADS);
     int64_t t1 = tl_test_mono_ms();
     IT_ASSERT(atomic_load(&acks) == CUSTOMERS * PER_CUSTOMER, "%d of %d acknowledged",
