@@ -33,15 +33,10 @@
  * the topics and the database are removed at the end (the log too, unless
  * TL_KEEP_LOG is set).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +44,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "harness.h"
 #include "kafka.h"
 
 #define MAX_INFLIGHT 512
@@ -243,73 +239,6 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static pid_t spawn(char *const argv[], const char *log) {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-    }
-    execv(argv[0], argv);
-    _exit(127);
-}
-
-static int run_wait(char *const argv[], const char *log) {
-    pid_t pid = spawn(argv, log);
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) != pid) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void stop(pid_t pid) {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 200; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) return;
-        usleep(50 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
-static size_t discard(char *p, size_t sz, size_t n, void *opaque) {
-    (void)p;
-    (void)opaque;
-    return sz * n;
-}
-
-static int wait_ready(pid_t pid, int port) {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", port);
-    CURL *h = curl_easy_init();
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
-    double deadline = now_s() + 90;
-    int ok = -1;
-    while (now_s() < deadline && ok) {
-        long status = 0;
-        if (waitpid(pid, NULL, WNOHANG) == pid) break;
-        if (curl_easy_perform(h) == CURLE_OK && curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
-            status == 200)
-            ok = 0;
-        else
-            usleep(200 * 1000);
-    }
-    curl_easy_cleanup(h);
-    return ok;
-}
-
-static int free_port(void) {
-    /* Ephemeral-range port from the pid: good enough for a benchmark that
-     * fails loudly (serve exits) when it is taken. */
-    return 20000 + (int)(getpid() % 20000);
-}
-
 /* Waits until every event of evs[from..to) is visible to nconsumers
  * consumers (their positions pass it); sets visible times.  0, or -1 on
  * timeout. */
@@ -363,7 +292,7 @@ int main(int argc, char **argv) {
     snprintf(db, sizeof db, "bench_e2e_%d", (int)getpid());
     snprintf(dbdsn, sizeof dbdsn, "%s dbname=%s", dsn, db);
     snprintf(log, sizeof log, "/tmp/bench-e2e-%d.log", (int)getpid());
-    int port = free_port();
+    int port = tl_harness_free_port();
     snprintf(port_s, sizeof port_s, "%d", port);
     snprintf(http, sizeof http, "127.0.0.1:%d", port);
 
@@ -375,13 +304,13 @@ int main(int argc, char **argv) {
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
     PQclear(PQexec(base, sql));
     char *migrate[] = {exe, "migrate", "--pg-dsn", dbdsn, NULL};
-    if (run_wait(migrate, log) != 0) {
+    if (tl_harness_run(migrate, log) != 0) {
         fprintf(stderr, "bench_e2e: migrate failed (see %s)\n", log);
         return 1;
     }
     char *serve[] = {exe, "serve", "--http", http, "--kafka-brokers", (char *)brokers, "--pg-dsn", dbdsn,
                      "--prefix", prefix, "--partitions", "12", "--auth", "off", NULL};
-    pid_t pid = spawn(serve, log);
+    pid_t pid = tl_harness_spawn(serve, log);
     int rc = 1;
     PGconn *pg = NULL;
     long total = (long)customers * messages;
@@ -392,7 +321,7 @@ int main(int argc, char **argv) {
     ev_t *evs = calloc((size_t)(total > lat_max ? total : lat_max), sizeof *evs);
     double *lat = calloc((size_t)lat_max, sizeof *lat);
     client_t cl;
-    if (!evs || !lat || wait_ready(pid, port)) {
+    if (!evs || !lat || tl_harness_wait_ready(pid, port, 90)) {
         fprintf(stderr, "bench_e2e: serve not ready (see %s)\n", log);
         goto out;
     }
@@ -494,7 +423,7 @@ int main(int argc, char **argv) {
     rc = 0;
 
 out:
-    stop(pid);
+    tl_harness_stop(pid);
     PQfinish(pg);
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
     PQclear(PQexec(base, sql));
