@@ -21,13 +21,17 @@
  * chains, verified phones, deterministic ids) did not change; the arrays
  * are text[] literals built by tl_identity_pg_array (pure, unit-tested).
  *
- * The writer is row-at-a-time inside one transaction per batch: identity
- * traffic is a fraction of the event rate (one upsert per applied event,
- * a few per link), and plain parameterised statements keep the "a seen row
- * never overwrites an active link" rule in one readable WHERE clause.
- * Which statements a Change means is a pure function (tl_identity_ops), so
- * the rule "a link the fold ignored changes nothing" is tested without a
- * database.
+ * The writer is row-at-a-time inside one transaction per batch, with
+ * prepared statements that keep the "a seen row never overwrites an active
+ * link" rule in one readable WHERE clause.  Nearly every event is a
+ * platform user seen again on the customer the index already has, which
+ * changes nothing; the writer remembers what it wrote (a cache of its own,
+ * the resolver's kind, cleared whenever it cannot be sure: a rolled-back
+ * batch, an unlink, a new assignment), so such an event costs no
+ * statement.  One upsert per event had been most of PostgreSQL's work for
+ * the agent view.  Which statements a Change means is a pure function
+ * (tl_identity_ops), so the rule "a link the fold ignored changes nothing"
+ * is tested without a database.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -635,9 +639,13 @@ struct tl_identity_writer {
     tl_codec_t *ch_codec, *ev_codec;
     rd_kafka_message_t **batch;
     int64_t part_next[1024];
+    uint64_t conn_gen, prepared_gen;    /* connections made; the one prepared on */
+    tl_identity_cache_t *written;       /* what the index holds, as far as we know */
 };
 
 #define WRITER_NAME "identity"
+#define WRITTEN_ENTRIES 65536
+#define WRITTEN_TTL_MS (10 * 60 * 1000)
 
 static const char *const seen_sql =
     "INSERT INTO identities AS i (tenant_id, platform, platform_user_id, customer_id, set_by_event)"
@@ -646,7 +654,7 @@ static const char *const seen_sql =
     "  customer_id = EXCLUDED.customer_id, set_by_event = EXCLUDED.set_by_event,"
     "  evidence = NULL, evidence_value = NULL, linked_customer_id = NULL, active = true,"
     "  updated_at = now()"
-    " WHERE i.evidence IS NULL OR NOT i.active";
+    " WHERE NOT i.active OR (i.evidence IS NULL AND i.customer_id IS DISTINCT FROM EXCLUDED.customer_id)";
 
 static const char *const link_sql =
     "INSERT INTO identities AS i (tenant_id, platform, platform_user_id, customer_id, evidence,"
@@ -686,8 +694,31 @@ static char *dupstr(tl_str_t s) {
     return p;
 }
 
-/* Runs sql with n parameters given as tl_str_t (ptr NULL = SQL NULL). */
-static int exec_strs(PGconn *pg, const char *sql, const tl_str_t *args, int n) {
+/* The writer's statements, prepared once per connection under these
+ * names (prepare_all). */
+enum { Q_SEEN, Q_LINK, Q_MERGE, Q_UNLINK_ROWS, Q_UNLINK_MERGE, Q_OFFSETS, NQ };
+static const char *const q_names[NQ] = {
+    "tl_id_seen", "tl_id_link", "tl_id_merge", "tl_id_unlink_rows", "tl_id_unlink_merge", "tl_id_offsets",
+};
+
+static int prepare_all(tl_identity_writer_t *w) {
+    const char *const sql[NQ] = {seen_sql, link_sql, merge_sql, unlink_rows_sql, unlink_merge_sql,
+                                 offsets_sql};
+    if (w->prepared_gen == w->conn_gen) return TL_OK;
+    for (int i = 0; i < NQ; i++) {
+        PGresult *r = PQprepare(w->pg, q_names[i], sql[i], 0, NULL);
+        int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? TL_OK : tl_pg_err(w->pg, r);
+        if (rc) tl_warn("identity", "writer: prepare: %s", PQerrorMessage(w->pg));
+        PQclear(r);
+        if (rc) return rc;
+    }
+    w->prepared_gen = w->conn_gen;
+    return TL_OK;
+}
+
+/* Runs prepared statement q with n parameters given as tl_str_t (ptr NULL
+ * = SQL NULL). */
+static int exec_strs(PGconn *pg, int q, const tl_str_t *args, int n) {
     char *vals[8];
     int rc = TL_OK;
     for (int i = 0; i < n; i++) {
@@ -695,7 +726,7 @@ static int exec_strs(PGconn *pg, const char *sql, const tl_str_t *args, int n) {
         if (args[i].ptr && !vals[i]) rc = TL_ENOMEM;
     }
     if (rc == TL_OK) {
-        PGresult *r = PQexecParams(pg, sql, n, NULL, (const char *const *)vals, NULL, NULL, 0);
+        PGresult *r = PQexecPrepared(pg, q_names[q], n, (const char *const *)vals, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             rc = tl_pg_err(pg, r);
             tl_warn("identity", "writer: %s", PQerrorMessage(pg));
@@ -773,18 +804,54 @@ size_t tl_identity_ops(const tl_change_t *ch, const tl_event_t *ev, tl_identity_
     return n;
 }
 
-/* What one Change means for the index. */
+/* Forgets everything the writer remembered writing (the next event of
+ * each identity is written again).  On allocation failure the writer
+ * simply remembers nothing. */
+static void written_reset(tl_identity_writer_t *w) {
+    tl_identity_cache_free(w->written);
+    w->written = tl_identity_cache_new(WRITTEN_ENTRIES, WRITTEN_TTL_MS);
+}
+
+/* The written-cache key of a SEEN or LINK op's identity (args 0..2:
+ * tenant, kind, id); 0 when it does not fit. */
+static size_t op_key(const tl_identity_op_t *o, char *key) {
+    char kind[64];
+    snprintf(kind, sizeof kind, "%.*s", (int)o->args[1].len, o->args[1].ptr ? o->args[1].ptr : "");
+    return o->args[2].ptr ? tl_identity_key(o->args[0], kind, o->args[2], key, TL_IDENTITY_KEY_MAX) : 0;
+}
+
+/* What one Change means for the index.  A SEEN whose row the writer
+ * wrote itself, mapping to this customer or carrying a link's evidence,
+ * would change nothing (seen_sql's WHERE) and is skipped.  After a SEEN
+ * the row maps to its customer or keeps a link that seen_sql may not
+ * replace -- either way the same SEEN again is a no-op, which is all the
+ * entry (found = 0) claims; after a LINK the row carries evidence
+ * (found = 1), so no SEEN changes it while it is active. */
 static int apply_event(tl_identity_writer_t *w, const tl_change_t *ch, const tl_event_t *ev) {
     tl_identity_op_t ops[TL_IDENTITY_MAX_OPS];
     size_t n = tl_identity_ops(ch, ev, ops);
+    int64_t now = mono_ms();
     for (size_t i = 0; i < n; i++) {
-        const char *q = ops[i].kind == TL_IDENTITY_OP_SEEN          ? seen_sql
-                        : ops[i].kind == TL_IDENTITY_OP_LINK        ? link_sql
-                        : ops[i].kind == TL_IDENTITY_OP_MERGE       ? merge_sql
-                        : ops[i].kind == TL_IDENTITY_OP_UNLINK_ROWS ? unlink_rows_sql
-                                                                    : unlink_merge_sql;
-        int rc = exec_strs(w->pg, q, ops[i].args, ops[i].nargs);
+        const tl_identity_op_t *o = &ops[i];
+        char key[TL_IDENTITY_KEY_MAX], have[TL_UUID_STRLEN + 1];
+        size_t klen = 0;
+        int linked = 0, q = o->kind == TL_IDENTITY_OP_SEEN          ? Q_SEEN
+                            : o->kind == TL_IDENTITY_OP_LINK        ? Q_LINK
+                            : o->kind == TL_IDENTITY_OP_MERGE       ? Q_MERGE
+                            : o->kind == TL_IDENTITY_OP_UNLINK_ROWS ? Q_UNLINK_ROWS
+                                                                    : Q_UNLINK_MERGE;
+        if ((q == Q_SEEN || q == Q_LINK) && w->written) klen = op_key(o, key);
+        if (q == Q_SEEN && klen && tl_identity_cache_get(w->written, key, klen, now, have, &linked) &&
+            (linked || (strlen(have) == o->args[3].len && memcmp(have, o->args[3].ptr, o->args[3].len) == 0)))
+            continue;
+        int rc = exec_strs(w->pg, q, o->args, o->nargs);
         if (rc) return rc;
+        if (klen && o->args[3].len <= TL_UUID_STRLEN) {
+            char cust[TL_UUID_STRLEN + 1];
+            snprintf(cust, sizeof cust, "%.*s", (int)o->args[3].len, o->args[3].ptr);
+            tl_identity_cache_put(w->written, key, klen, cust, q == Q_LINK, now);
+        }
+        if (q == Q_UNLINK_ROWS) written_reset(w);   /* which rows it touched is PostgreSQL's to know */
     }
     return TL_OK;
 }
@@ -809,7 +876,7 @@ static int apply_change(tl_identity_writer_t *w, const rd_kafka_message_t *m) {
 static int write_batch(tl_identity_writer_t *w, int n) {
     int rc;
     for (int i = 0; i < 1024; i++) w->part_next[i] = -1;
-    if ((rc = tl_pg_exec(w->pg, "BEGIN"))) return rc;
+    if ((rc = prepare_all(w)) || (rc = tl_pg_exec(w->pg, "BEGIN"))) return rc;
     for (int i = 0; i < n && !rc; i++) {
         rd_kafka_message_t *m = w->batch[i];
         if ((size_t)m->partition < 1024) w->part_next[m->partition] = m->offset + 1;
@@ -822,10 +889,11 @@ static int write_batch(tl_identity_writer_t *w, int n) {
         snprintf(part, sizeof part, "%d", i);
         snprintf(next, sizeof next, "%lld", (long long)w->part_next[i]);
         tl_str_t a[] = {cstr(WRITER_NAME), cstr(topic), cstr(part), cstr(next)};
-        rc = exec_strs(w->pg, offsets_sql, a, 4);
+        rc = exec_strs(w->pg, Q_OFFSETS, a, 4);
     }
     if (!rc) rc = tl_pg_exec(w->pg, "COMMIT");
     if (rc && w->pg && PQstatus(w->pg) == CONNECTION_OK) tl_pg_exec(w->pg, "ROLLBACK");
+    if (rc) written_reset(w);   /* it remembered rows that rolled back */
     return rc;
 }
 
@@ -836,7 +904,15 @@ static int ensure_pg(tl_identity_writer_t *w) {
         if (atomic_load(&w->stop)) return -1;
         PQfinish(w->pg);
         w->pg = tl_pg_connect(w->cfg->pg_dsn, &err);
-        if (w->pg) break;
+        if (w->pg) {
+            /* Rows and offsets share each transaction, so a commit that a
+             * PostgreSQL crash forgets is written again from the log: no
+             * need to wait for its WAL flush (as engine/projection.c). */
+            w->conn_gen++;
+            if (tl_pg_exec(w->pg, "SET synchronous_commit = off"))
+                tl_warn("identity", "writer: synchronous_commit stays on");
+            break;
+        }
         usleep((useconds_t)backoff * 1000);
         if (backoff < 5000) backoff *= 2;
     }
@@ -868,6 +944,7 @@ static int load_offsets(tl_identity_writer_t *w, rd_kafka_topic_partition_list_t
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     tl_identity_writer_t *w = opaque;
+    written_reset(w);   /* another instance may have written what we had */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         while (load_offsets(w, parts) != TL_OK) {
             if (atomic_load(&w->stop)) break;
@@ -952,6 +1029,7 @@ int tl_identity_writer_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_ident
     w->cfg = cfg;
     atomic_init(&w->stop, 0);
     if (!(w->batch = calloc((size_t)(cfg->batch > 0 ? cfg->batch : 1), sizeof *w->batch))) goto fail;
+    written_reset(w);
     if (!(w->ch_codec = tl_change_codec_new(&rc)) || !(w->ev_codec = tl_codec_new_event(&rc)))
         goto fail;
     rc = TL_EKAFKA;
@@ -967,6 +1045,7 @@ fail_consumer:
 fail:
     tl_codec_free(w->ch_codec);
     tl_codec_free(w->ev_codec);
+    tl_identity_cache_free(w->written);
     free(w->batch);
     free(w);
     return rc;
@@ -980,6 +1059,7 @@ void tl_identity_writer_stop(tl_identity_writer_t *w) {
     PQfinish(w->pg);
     tl_codec_free(w->ch_codec);
     tl_codec_free(w->ev_codec);
+    tl_identity_cache_free(w->written);
     free(w->batch);
     free(w);
 }

@@ -75,6 +75,7 @@ struct tl_stream {
     int nparts;                         /* set by the consumer thread, under mu */
     int loop_nparts;                    /* the loop's copy */
     assign_entry_t *assign;             /* consumer thread only */
+    int assign_prepared;                /* the lookup is prepared on the thread's PGconn */
 };
 
 static int64_t mono_ms(void) {
@@ -106,16 +107,23 @@ static void lookup_assignment(tl_stream_t *s, PGconn **pg, note_t *n) {
         if (!*pg || PQstatus(*pg) != CONNECTION_OK) {
             PQfinish(*pg);
             *pg = tl_pg_connect(s->cfg->pg_dsn, &err);
+            s->assign_prepared = 0;
+        }
+        if (*pg && !s->assign_prepared) {
+            /* Asked for every conversation every ASSIGN_TTL_MS: parse and
+             * plan it once. */
+            PGresult *r = PQprepare(*pg, "tl_stream_assign",
+                                    "SELECT assignee, team FROM conversations"
+                                    " WHERE tenant_id = $1 AND conversation_id = $2", 2, NULL);
+            s->assign_prepared = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
         }
         memset(e, 0, sizeof *e);
         snprintf(e->conversation, sizeof e->conversation, "%s", n->conversation);
         e->expires_ms = now + ASSIGN_TTL_MS;
-        if (*pg) {
+        if (*pg && s->assign_prepared) {
             const char *vals[] = {n->tenant, n->conversation};
-            PGresult *r = PQexecParams(*pg,
-                                       "SELECT assignee, team FROM conversations"
-                                       " WHERE tenant_id = $1 AND conversation_id = $2",
-                                       2, NULL, vals, NULL, NULL, 0);
+            PGresult *r = PQexecPrepared(*pg, "tl_stream_assign", 2, vals, NULL, NULL, 0);
             if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
                 if ((e->has_assignee = !PQgetisnull(r, 0, 0)))
                     snprintf(e->assignee, sizeof e->assignee, "%s", PQgetvalue(r, 0, 0));
