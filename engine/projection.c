@@ -3,7 +3,7 @@
  *
  * A batch is one PostgreSQL transaction.  View rows, conversation and
  * customer aggregates, offsets and positions go in one prepared statement
- * (batch_sql): each table's rows travel as one array literal per column,
+ * (batch_sql): each table's rows travel as one binary array per column,
  * unnested by data-modifying WITH queries, so PostgreSQL parses and plans
  * the batch once per connection and a batch is one round trip.  The rare
  * per-event statements (an assignment, a tag, a close, a field's new value,
@@ -38,14 +38,21 @@
 #define MAX_PARTS 1024
 #define MAX_COLS 16
 
-/* The rows of one table in a batch, as one PostgreSQL array literal per
- * column ("{\"a\",NULL,...}") that the batch statement unnests back into
- * rows (see batch_sql). */
+/* The rows of one table in a batch, as one PostgreSQL array per column in
+ * the binary wire format that the batch statement unnests back into rows
+ * (see batch_sql).  Binary, because parsing text array literals
+ * (array_in, its quoting and its per-element input functions) was a sixth
+ * of PostgreSQL's work for a view; a binary element is a length and the
+ * bytes, an integer is its eight (or four) bytes. */
 typedef struct stmt {
-    tl_buf_t col[MAX_COLS];     /* each "{e1,e2,..." (the "}" goes on at exec) */
+    tl_buf_t col[MAX_COLS];     /* ARR_HDR bytes kept for the header, then the elements */
+    char type[MAX_COLS];        /* 't' text, 'i' int4, 'b' int8, 'j' jsonb */
+    int hasnull[MAX_COLS];
     int ncols, nrows, at;       /* at: the next column of the row being added */
     int failed;                 /* out of memory while adding */
 } stmt_t;
+
+#define ARR_HDR 20              /* ndim, flags, element type, length, lower bound */
 typedef struct conv_agg {
     char tenant[72], id[40], customer[40];
     int64_t version, opened_at, last_activity, items;
@@ -131,10 +138,17 @@ int tl_projection_parse_views(const char *list, tl_platform_t *out, size_t *n, c
     return TL_OK;
 }
 
-static void stmt_init(stmt_t *s, int ncols) {
+static void be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);  p[3] = (unsigned char)v;
+}
+
+/* types: one letter per column (see stmt_t). */
+static void stmt_init(stmt_t *s, const char *types) {
     memset(s, 0, sizeof *s);
-    s->ncols = ncols;
-    for (int c = 0; c < ncols; c++) tl_buf_init(&s->col[c]);
+    s->ncols = (int)strlen(types);
+    memcpy(s->type, types, (size_t)s->ncols);
+    for (int c = 0; c < s->ncols; c++) tl_buf_init(&s->col[c]);
 }
 
 static void stmt_close(stmt_t *s) {
@@ -142,32 +156,35 @@ static void stmt_close(stmt_t *s) {
 }
 
 static void stmt_reset(stmt_t *s) {
-    for (int c = 0; c < s->ncols; c++) tl_buf_reset(&s->col[c]);
-    s->nrows = s->at = s->failed = 0;
+    static const unsigned char hdr[ARR_HDR];
+    s->failed = 0;
+    for (int c = 0; c < s->ncols; c++) {
+        tl_buf_reset(&s->col[c]);
+        s->hasnull[c] = 0;
+        if (tl_buf_append(&s->col[c], hdr, ARR_HDR)) s->failed = 1;
+    }
+    s->nrows = s->at = 0;
 }
 
-/* Appends the next column's element: v as a quoted array element (with
- * double quotes and backslashes escaped), or NULL when v is NULL.  A value
- * ends at a NUL byte, as it did when each value was a parameter of its own
- * (a C string), so the rows are the same.  Records out-of-memory in s. */
+/* Appends the next column's element: len bytes of v (text or jsonb), or
+ * NULL when v is NULL.  A value ends at a NUL byte, as it did when each
+ * value was a parameter of its own (a C string), so the rows are the
+ * same.  Records out-of-memory in s. */
 static int stmt_put(stmt_t *s, const char *v, size_t len) {
-    tl_buf_t *b = &s->col[s->at++];
-    if (v) len = strnlen(v, len);
-    int rc = tl_buf_append(b, b->len ? "," : "{", 1);
+    int c = s->at++;
+    tl_buf_t *b = &s->col[c];
+    unsigned char n[5];
+    int rc;
     if (!v) {
-        rc |= tl_buf_append(b, "NULL", 4);
+        be32(n, 0xffffffffu);
+        s->hasnull[c] = 1;
+        rc = tl_buf_append(b, n, 4);
     } else {
-        rc |= tl_buf_append(b, "\"", 1);
-        for (size_t i = 0; i < len;) {
-            size_t k = i;
-            while (k < len && v[k] != '"' && v[k] != '\\') k++;
-            rc |= tl_buf_append(b, v + i, k - i);
-            if (k == len) break;
-            rc |= tl_buf_append(b, "\\", 1);
-            rc |= tl_buf_append(b, v + k, 1);
-            i = k + 1;
-        }
-        rc |= tl_buf_append(b, "\"", 1);
+        len = strnlen(v, len);
+        int jsonb = s->type[c] == 'j';
+        be32(n, (uint32_t)(len + (size_t)jsonb));
+        n[4] = 1;   /* jsonb's binary input: version 1, then the text */
+        rc = tl_buf_append(b, n, 4 + (size_t)jsonb) | tl_buf_append(b, v, len);
     }
     if (rc) s->failed = 1;
     return rc ? TL_ENOMEM : TL_OK;
@@ -176,12 +193,21 @@ static int stmt_put(stmt_t *s, const char *v, size_t len) {
 static int put_str(stmt_t *s, tl_str_t v) { return stmt_put(s, v.ptr, v.len); }
 static int put_cstr(stmt_t *s, const char *v) { return stmt_put(s, v, v ? strlen(v) : 0); }
 static int put_i64(stmt_t *s, int64_t v) {
-    char n[24];
-    int len = snprintf(n, sizeof n, "%lld", (long long)v);
-    tl_buf_t *b = &s->col[s->at++];
-    int rc = tl_buf_append(b, b->len ? "," : "{", 1) | tl_buf_append(b, n, (size_t)len);
-    if (rc) s->failed = 1;
-    return rc ? TL_ENOMEM : TL_OK;
+    int c = s->at++;
+    unsigned char n[12];
+    size_t w = s->type[c] == 'i' ? 4 : 8;
+    be32(n, (uint32_t)w);
+    if (w == 4) {
+        be32(n + 4, (uint32_t)(int32_t)v);
+    } else {
+        be32(n + 4, (uint32_t)((uint64_t)v >> 32));
+        be32(n + 8, (uint32_t)v);
+    }
+    if (tl_buf_append(&s->col[c], n, 4 + w)) {
+        s->failed = 1;
+        return TL_ENOMEM;
+    }
+    return TL_OK;
 }
 
 /* Closes a row (every column has its element). */
@@ -191,14 +217,21 @@ static int stmt_row(stmt_t *s) {
     return s->failed ? TL_ENOMEM : TL_OK;
 }
 
-/* Closes s's array literals and appends them to vals (its ncols
- * parameters of the batch statement). */
-static int stmt_params(stmt_t *s, const char **vals) {
+/* Writes each column's array header and appends the columns to vals and
+ * lens (its ncols parameters of the batch statement, binary format).  An
+ * empty column is the zero-dimensional array. */
+static int stmt_params(stmt_t *s, const char **vals, int *lens) {
     if (s->failed) return TL_ENOMEM;
     for (int c = 0; c < s->ncols; c++) {
-        tl_buf_t *b = &s->col[c];
-        if (tl_buf_append(b, b->len ? "}" : "{}", b->len ? 2 : 3)) return TL_ENOMEM;   /* with its NUL */
-        vals[c] = b->data;
+        unsigned char *h = (unsigned char *)s->col[c].data;
+        uint32_t oid = s->type[c] == 'i' ? 23 : s->type[c] == 'b' ? 20 : s->type[c] == 'j' ? 3802 : 25;
+        be32(h, s->nrows ? 1 : 0);
+        be32(h + 4, (uint32_t)s->hasnull[c]);
+        be32(h + 8, oid);
+        be32(h + 12, (uint32_t)s->nrows);
+        be32(h + 16, 1);
+        vals[c] = s->col[c].data;
+        lens[c] = s->nrows ? (int)s->col[c].len : 12;
     }
     return TL_OK;
 }
@@ -222,8 +255,8 @@ static char *batch_sql(const char *table) {
              "WITH v AS (INSERT INTO %s (tenant_id, event_id, part, conversation_id, customer_id, kind,"
              " platform, source_label, effective_ts, occurred_at, received_at, source_partition,"
              " source_offset, idempotency_key, body)"
-             " SELECT t, e, pt, cv, cu, k, pl, sl, to_timestamp(ef/1000.0), to_timestamp(oc/1000.0),"
-             " to_timestamp(rc/1000.0), sp, so, ik, b"
+             " SELECT t, e, pt, cv, cu, k, pl, sl, to_timestamp(ef/1e3::float8), to_timestamp(oc/1e3::float8),"
+             " to_timestamp(rc/1e3::float8), sp, so, ik, b"
              " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],"
              " $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::int[],"
              " $13::bigint[], $14::text[], $15::jsonb[])"
@@ -233,23 +266,25 @@ static char *batch_sql(const char *table) {
     tl_buf_puts(&b,
         "cv AS (INSERT INTO conversations AS c (tenant_id, conversation_id, customer_id, version,"
         " opened_at, last_activity, platforms, item_count)"
-        " SELECT t, id, cu, v, to_timestamp(o/1000.0), to_timestamp(l/1000.0), pl::text[], n"
+        " SELECT t, id, cu, v, to_timestamp(o/1e3::float8), to_timestamp(l/1e3::float8), pl::text[], n"
         " FROM unnest($16::text[], $17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[],"
         " $22::text[], $23::bigint[]) AS r(t, id, cu, v, o, l, pl, n)"
         " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
         " version = GREATEST(c.version, EXCLUDED.version),"
         " opened_at = LEAST(c.opened_at, EXCLUDED.opened_at),"
         " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity),"
-        " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
+        " platforms = CASE WHEN c.platforms @> EXCLUDED.platforms THEN c.platforms"
+        " ELSE ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1) END,"
         " item_count = c.item_count + EXCLUDED.item_count), "
         "cs AS (INSERT INTO customers AS c (tenant_id, customer_id, version, platforms, first_seen,"
         " last_activity)"
-        " SELECT t, id, v, pl::text[], to_timestamp(f/1000.0), to_timestamp(l/1000.0)"
+        " SELECT t, id, v, pl::text[], to_timestamp(f/1e3::float8), to_timestamp(l/1e3::float8)"
         " FROM unnest($24::text[], $25::text[], $26::bigint[], $27::text[], $28::bigint[], $29::bigint[])"
         " AS r(t, id, v, pl, f, l)"
         " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
         " version = GREATEST(c.version, EXCLUDED.version),"
-        " platforms = ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1),"
+        " platforms = CASE WHEN c.platforms @> EXCLUDED.platforms THEN c.platforms"
+        " ELSE ARRAY(SELECT DISTINCT unnest(c.platforms || EXCLUDED.platforms) ORDER BY 1) END,"
         " first_seen = LEAST(c.first_seen, EXCLUDED.first_seen),"
         " last_activity = GREATEST(c.last_activity, EXCLUDED.last_activity)), "
         "o AS (INSERT INTO projection_offsets (consumer, topic, partition, next_offset)"
@@ -267,12 +302,14 @@ static char *batch_sql(const char *table) {
 static int batch_exec(tl_projection_t *p) {
     if (!p->pg) return TL_EPG_DOWN;
     const char *vals[BATCH_PARAMS];
-    int rc = stmt_params(&p->rows, vals);
-    if (!rc) rc = stmt_params(&p->convs, vals + 15);
-    if (!rc) rc = stmt_params(&p->custs, vals + 23);
-    if (!rc) rc = stmt_params(&p->offsets, vals + 29);
-    if (!rc) rc = stmt_params(&p->positions, vals + 33);
+    int lens[BATCH_PARAMS], fmts[BATCH_PARAMS];
+    int rc = stmt_params(&p->rows, vals, lens);
+    if (!rc) rc = stmt_params(&p->convs, vals + 15, lens + 15);
+    if (!rc) rc = stmt_params(&p->custs, vals + 23, lens + 23);
+    if (!rc) rc = stmt_params(&p->offsets, vals + 29, lens + 29);
+    if (!rc) rc = stmt_params(&p->positions, vals + 33, lens + 33);
     if (rc) return rc;
+    for (int i = 0; i < BATCH_PARAMS; i++) fmts[i] = 1;
     PGresult *r;
     if (p->batch_prep_conn != p->conn_gen) {
         r = PQprepare(p->pg, "tl_view_batch", p->batch_sql, 0, NULL);
@@ -283,7 +320,7 @@ static int batch_exec(tl_projection_t *p) {
         if (rc) return rc;
         p->batch_prep_conn = p->conn_gen;
     }
-    r = PQexecPrepared(p->pg, "tl_view_batch", BATCH_PARAMS, vals, NULL, NULL, 0);
+    r = PQexecPrepared(p->pg, "tl_view_batch", BATCH_PARAMS, vals, lens, fmts, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = tl_pg_err(p->pg, r);
         tl_warn("projection", "%s: %s", p->name, PQerrorMessage(p->pg));
@@ -292,25 +329,34 @@ static int batch_exec(tl_projection_t *p) {
     return rc;
 }
 
-/* Adds slug to set, a PostgreSQL array literal "{web,app}" (slugs are
- * [a-z_], so no quoting is needed); does nothing if it is already there or
- * the set is full. */
+/* Adds slug to set, a PostgreSQL array literal "{app,web}" (slugs are
+ * [a-z_], so no quoting is needed) kept sorted, as the aggregate upserts
+ * keep the stored arrays (batch_sql); does nothing if it is already there
+ * or the set is full. */
 static void platforms_add(char *set, size_t n, const char *slug) {
     size_t len = strlen(slug), used = strlen(set);
     if (used == 0) {
         snprintf(set, n, "{%s}", slug);
         return;
     }
-    for (const char *p = set + 1; *p && *p != '}';) {
+    if (used + len + 2 > n) return;
+    char *p = set + 1;          /* the first item not sorting before slug, or the '}' */
+    while (*p && *p != '}') {
         size_t item = strcspn(p, ",}");
-        if (item == len && memcmp(p, slug, len) == 0) return;
+        int cmp = strncmp(p, slug, item < len ? item : len);
+        if (cmp == 0 && item == len) return;
+        if (cmp > 0 || (cmp == 0 && item > len)) break;
         p += item;
         if (*p == ',') p++;
     }
-    if (used + len + 2 > n) return;
-    set[used - 1] = ',';
-    memcpy(set + used, slug, len);
-    memcpy(set + used + len, "}", 2);
+    char out[256];
+    size_t at = (size_t)(p - set);
+    if (*p == '}')      /* last: "{a,b" + ",slug" + "}" */
+        snprintf(out, sizeof out, "%.*s,%s}", (int)at, set, slug);
+    else                /* before an item: "{a," + "slug," + "c}" */
+        snprintf(out, sizeof out, "%.*s%s,%s", (int)at, set, slug, p);
+    size_t olen = strlen(out);
+    if (olen < n) memcpy(set, out, olen + 1);
 }
 
 /* Runs one statement of the batch's transaction. */
@@ -934,11 +980,12 @@ int tl_projection_new(tl_kafka_t *kafka, const tl_config_t *cfg, const tl_projec
     p->spec.consumer = p->name;
     p->cap = cfg->batch > 0 ? (int)cfg->batch : 500;
     tl_buf_init(&p->arena);
-    stmt_init(&p->rows, 15);
-    stmt_init(&p->convs, 8);
-    stmt_init(&p->custs, 6);
-    stmt_init(&p->offsets, 4);
-    stmt_init(&p->positions, 3);
+    /* The column types of batch_sql's arrays, $1 to $36. */
+    stmt_init(&p->rows, "ttitttttbbbibtj");
+    stmt_init(&p->convs, "tttbbbtb");
+    stmt_init(&p->custs, "ttbtbb");
+    stmt_init(&p->offsets, "ttib");
+    stmt_init(&p->positions, "tib");
     int bad = !(p->batch_sql = batch_sql(p->table));
     p->batch = calloc((size_t)p->cap, sizeof *p->batch);
     p->conv = calloc((size_t)p->cap, sizeof *p->conv);
