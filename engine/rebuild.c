@@ -301,6 +301,10 @@ int tl_rebuild_run(const tl_config_t *cfg, tl_platform_t platform) {
     snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", table);
     if ((rc = pg_run(pg, sql, 0, NULL, NULL))) goto out;
     snprintf(sql, sizeof sql, "CREATE TABLE %s (LIKE view_%s INCLUDING ALL)", table, r.slug);
+    if ((rc = pg_run(pg, sql, 0, NULL, NULL))) goto out;
+    /* LIKE copies the columns' collations but not their statistics
+     * targets (005_write_path). */
+    snprintf(sql, sizeof sql, "ALTER TABLE %s ALTER COLUMN body SET STATISTICS 0", table);
     if ((rc = pg_run(pg, sql, 0, NULL, NULL)) ||
         (rc = pg_run(pg, "DELETE FROM projection_offsets WHERE consumer = $1", 1, vals, NULL)))
         goto out;
