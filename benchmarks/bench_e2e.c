@@ -2,7 +2,10 @@
  * bench_e2e.c -- the whole pipeline: ingest over HTTP, fold, and every
  * projection worker committing into PostgreSQL.
  *
- *   bench_e2e [CUSTOMERS [MESSAGES [SECONDS]]]     defaults 200, 50 and 4
+ *   bench_e2e [CUSTOMERS [MESSAGES [SECONDS]]]     defaults 400, 100 and 4
+ *
+ * (40,000 events: long enough that the sustained rate is the pipeline's
+ * steady state, not its first fetches and batches.)
  *
  * Starts `threadline serve` (../tools/threadline beside this binary, or
  * $TL_THREADLINE) on a free port with a fresh prefix (benche2e<pid>) and a
@@ -265,7 +268,7 @@ static int wait_visible(PGconn *pg, ev_t *evs, long from, long to, int nconsumer
 }
 
 int main(int argc, char **argv) {
-    int customers = argc > 1 ? atoi(argv[1]) : 200, messages = argc > 2 ? atoi(argv[2]) : 50;
+    int customers = argc > 1 ? atoi(argv[1]) : 400, messages = argc > 2 ? atoi(argv[2]) : 100;
     double seconds = argc > 3 ? atof(argv[3]) : 4;
     if (customers <= 0 || messages <= 0 || seconds <= 0 || customers > 1000000) {
         fprintf(stderr, "usage: bench_e2e [CUSTOMERS [MESSAGES [SECONDS]]]\n");
