@@ -561,6 +561,7 @@ static int process_batch(tl_fold_worker_t *w, int n) {
 
 static void *worker_main(void *arg) {
     tl_fold_worker_t *w = arg;
+    pthread_setname_np(pthread_self(), "tl-fold");  /* what top -H and perf show */
     int cap = (int)w->cfg->batch;
     rd_kafka_error_t *e;
 

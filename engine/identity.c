@@ -974,6 +974,7 @@ static void rewind_to_stored(tl_identity_writer_t *w) {
 
 static void *writer_main(void *arg) {
     tl_identity_writer_t *w = arg;
+    pthread_setname_np(pthread_self(), "tl-identity");  /* what top -H and perf show */
     int cap = (int)w->cfg->batch, backoff = 100;
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, tl_kafka_topic(w->kafka, TL_TOPIC_CHANGES),

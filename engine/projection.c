@@ -888,6 +888,9 @@ typedef struct isolate {
 
 static void *projection_main(void *arg) {
     tl_projection_t *p = arg;
+    char tname[16] = "tl-v-";   /* what top -H and perf show; 15 bytes at most */
+    memcpy(tname + 5, p->name, strnlen(p->name, 10));
+    pthread_setname_np(pthread_self(), tname);
     isolate_t iso = {0, -1, -1};
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, tl_kafka_topic(p->kafka, TL_TOPIC_CHANGES), RD_KAFKA_PARTITION_UA);

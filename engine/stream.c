@@ -202,6 +202,7 @@ static void *consume(void *arg) {
     tl_stream_t *s = arg;
     char errstr[256], group[256];
     int err;
+    pthread_setname_np(pthread_self(), "tl-stream");   /* what top -H and perf show */
     tl_codec_t *ch_codec = tl_change_codec_new(&err), *ev_codec = tl_codec_new_event(&err);
     PGconn *pg = NULL;
     rd_kafka_conf_t *conf = tl_kafka_conf(s->kafka);
