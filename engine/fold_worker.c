@@ -671,6 +671,13 @@ int tl_fold_worker_start(tl_kafka_t *kafka, const tl_config_t *cfg, tl_fold_work
     rd_kafka_conf_set(conf, "transactional.id", txid, NULL, 0);
     rd_kafka_conf_set(conf, "transaction.timeout.ms", "30000", NULL, 0);
     rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
+    /* A transaction's AddPartitions/AddOffsets right after the previous
+     * commit is often answered CONCURRENT_TRANSACTIONS while the broker
+     * still writes that commit's markers; librdkafka retries after
+     * retry.backoff.ms, 100 ms by default, which was a tenth of a second
+     * added to every item of one batch in ten (p99 at 2,000/s: 220 ms,
+     * 87 ms with 10). */
+    rd_kafka_conf_set(conf, "retry.backoff.ms", "10", NULL, 0);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, w);
     if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr))) {
