@@ -32,17 +32,22 @@ static const char *named(char *out, size_t n, size_t i, size_t j, const char *na
     return out;
 }
 
+/* An accessor's two answers: the same, and TL_EINVAL one past the end,
+ * 0 before it. */
+static const char *results_differ(int ra, int rb, int past_end) {
+    if (ra != rb) return "result";
+    if (past_end) return ra == TL_EINVAL ? NULL : "result past the end";
+    return ra == 0 ? NULL : "result";
+}
+
 static const char *candidate_diff(const tl_change_t *a, const tl_change_t *b, size_t i, size_t ncand,
                                   char *out, size_t n) {
     for (size_t j = 0; j <= ncand; j++) {
         tl_change_candidate_t p, q;
         int rp = tl_change_candidate_get(a, i, j, &p), rq = tl_change_candidate_get(b, i, j, &q);
-        INT(rp, rq, "result");
-        if (j == ncand) {
-            INT(rp, TL_EINVAL, "result past the end");
-            break;
-        }
-        INT(rp, 0, "result");
+        const char *r = results_differ(rp, rq, j == ncand);
+        if (r) return named(out, n, i, j, r);
+        if (j == ncand) break;
         STR(p.value, q.value, "value", 1);
         STR(p.platform, q.platform, "platform", 1);
         STR(p.event_id, q.event_id, "event_id", 1);
@@ -56,12 +61,9 @@ static const char *fold_diff(const tl_change_t *a, const tl_change_t *b, char *o
     for (size_t i = 0; i <= a->nfold_changes; i++) {
         tl_change_fold_t x, y;
         int rx = tl_change_fold_get(a, i, &x), ry = tl_change_fold_get(b, i, &y);
-        INT(rx, ry, "result");
-        if (i == a->nfold_changes) {
-            INT(rx, TL_EINVAL, "result past the end");
-            break;
-        }
-        INT(rx, 0, "result");
+        const char *r = results_differ(rx, ry, i == a->nfold_changes);
+        if (r) return named(out, n, i, j, r);
+        if (i == a->nfold_changes) break;
         STR(x.kind, y.kind, "kind", 1);
         STR(x.field, y.field, "field", 1);
         STR(x.value, y.value, "value", 1);
