@@ -54,6 +54,19 @@ static inline void fuzz_frame(const tl_codec_t *c, const uint8_t *data, size_t s
     if (size) memcpy(out + TL_CODEC_HEADER_SIZE, data, size);
 }
 
+/* Runs check on data as it is, then framed with codec c's header (so
+ * the datum decoder behind it is reached too): what every differential
+ * target does with one input.  Aborts when out of memory. */
+static inline void fuzz_raw_and_framed(const tl_codec_t *c, const uint8_t *data, size_t size,
+                                       void (*check)(const uint8_t *, size_t)) {
+    uint8_t *framed = malloc(TL_CODEC_HEADER_SIZE + size);
+    if (!framed) abort();
+    check(data, size);
+    fuzz_frame(c, data, size, framed);
+    check(framed, TL_CODEC_HEADER_SIZE + size);
+    free(framed);
+}
+
 /* Lower-case hex SHA-1 of the n pieces p[i] (len[i] bytes) one after the
  * other, as the platforms sign; aborts if OpenSSL cannot hash. */
 static inline void fuzz_sha1_hex(const void *const *p, const size_t *len, int n, char hex[41]) {

@@ -12,7 +12,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void decode(tl_codec_t *c, tl_codec_t *ec, const uint8_t *data, size_t size) {
+static tl_codec_t *c, *ec;
+
+static void decode(const uint8_t *data, size_t size) {
     tl_change_t ch;
     tl_event_t ev;
     if (tl_change_decode(c, data, size, &ch) == 0 &&
@@ -21,16 +23,8 @@ static void decode(tl_codec_t *c, tl_codec_t *ec, const uint8_t *data, size_t si
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static tl_codec_t *c, *ec;
     if (!c) c = fuzz_keep(tl_change_codec_new(NULL));
     if (!ec) ec = fuzz_keep(tl_codec_new_event(NULL));
-    uint8_t *framed = malloc(TL_CODEC_HEADER_SIZE + size);
-    if (!framed) abort();
-
-    decode(c, ec, data, size);
-    fuzz_frame(c, data, size, framed);
-    decode(c, ec, framed, TL_CODEC_HEADER_SIZE + size);
-
-    free(framed);
+    fuzz_raw_and_framed(c, data, size, decode);
     return 0;
 }

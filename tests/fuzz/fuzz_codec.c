@@ -11,19 +11,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static tl_codec_t *c;
-    if (!c) c = fuzz_keep(tl_codec_new_event(NULL));
-    uint8_t *framed = malloc(TL_CODEC_HEADER_SIZE + size);
-    if (!framed) abort();
+static tl_codec_t *c;
+
+static void decode(const uint8_t *data, size_t size) {
     tl_event_t ev;
-
     if (tl_codec_decode_event(c, data, size, &ev) == 0) fuzz_check_event(&ev);
+}
 
-    fuzz_frame(c, data, size, framed);
-    if (tl_codec_decode_event(c, framed, TL_CODEC_HEADER_SIZE + size, &ev) == 0)
-        fuzz_check_event(&ev);
-
-    free(framed);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!c) c = fuzz_keep(tl_codec_new_event(NULL));
+    fuzz_raw_and_framed(c, data, size, decode);
     return 0;
 }

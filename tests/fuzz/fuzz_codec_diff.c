@@ -33,19 +33,15 @@ static void compare(tl_codec_t *direct, tl_codec_t *general, const uint8_t *data
     }
 }
 
+static tl_codec_t *direct, *general;
+
+static void check(const uint8_t *data, size_t size) { compare(direct, general, data, size); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static tl_codec_t *direct, *general;
     if (!direct) {
         direct = fuzz_keep(tl_codec_new_event(NULL));
         general = fuzz_keep(tl_codec_new_event(NULL));
     }
-    uint8_t *framed = malloc(TL_CODEC_HEADER_SIZE + size);
-    if (!framed) abort();
-
-    compare(direct, general, data, size);
-    fuzz_frame(direct, data, size, framed);
-    compare(direct, general, framed, TL_CODEC_HEADER_SIZE + size);
-
-    free(framed);
+    fuzz_raw_and_framed(direct, data, size, check);
     return 0;
 }

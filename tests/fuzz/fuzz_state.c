@@ -46,16 +46,12 @@ done:
     tl_buf_close(&b);
 }
 
+static tl_codec_t *codec;
+
+static void check_one(const uint8_t *data, size_t size) { check(codec, data, size); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static tl_codec_t *c;
-    if (!c) c = fuzz_keep(tl_codec_new(tl_schema_state, NULL));
-    uint8_t *framed = malloc(TL_CODEC_HEADER_SIZE + size);
-    if (!framed) abort();
-
-    check(c, data, size);
-    fuzz_frame(c, data, size, framed);
-    check(c, framed, TL_CODEC_HEADER_SIZE + size);
-
-    free(framed);
+    if (!codec) codec = fuzz_keep(tl_codec_new(tl_schema_state, NULL));
+    fuzz_raw_and_framed(codec, data, size, check_one);
     return 0;
 }
