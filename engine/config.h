@@ -48,6 +48,9 @@
        "directory of platform profiles (<platform>.json) that replace the built-in ones " \
        "of schemas/platforms; empty: the built-in ones")                                  \
     XX(batch, "batch", INT, "500", "largest batch a worker processes per transaction")     \
+    XX(project_concurrency, "project-concurrency", INT, "0",                               \
+       "most projection batches in PostgreSQL at once in this process, the agent view's "  \
+       "first; 0: the number of CPUs; -1: no limit")                                      \
     XX(batch_ms, "batch-ms", INT, "20",                                                    \
        "how long a worker keeps gathering a batch after its first record: bigger "        \
        "batches mean fewer transactions, at this much added latency")                     \

@@ -874,6 +874,47 @@ static void recover(tl_projection_t *p, int rc) {
     tl_info("projection", "%s: resumed from the stored offsets", p->name);
 }
 
+/* Admission to PostgreSQL for this process's live workers: at most
+ * --project-concurrency batches in flight (by default one per CPU), and a
+ * waiting agent worker goes before the platform views.  Every Change
+ * reaches all seven workers at once (a fold commit releases a batch to
+ * each), and seven backends working at the same time on two cores made
+ * each of them, the agent view's included, wait for the others; taking
+ * turns costs no throughput (it measured slightly more: less switching,
+ * and ingest gets its share) and it is what keeps the agent view's
+ * latency in bounds once the machine is overloaded (p99 at 5,000/s offered,
+ * six runs each: 475 to 1,172 ms, against 858 to 2,167 ms without).
+ * Only the workers of tl_projection_start take part; a rebuild does not. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_busy, gate_agent_waiting;
+
+static int gate_slots(const tl_config_t *cfg) {
+    if (cfg->project_concurrency > 0) return (int)cfg->project_concurrency;
+    if (cfg->project_concurrency < 0) return 0;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 2;
+}
+
+static void gate_enter(int slots, int agent) {
+    if (!slots) return;
+    pthread_mutex_lock(&gate_mu);
+    if (agent) gate_agent_waiting++;
+    while (gate_busy >= slots || (!agent && gate_agent_waiting))
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    if (agent) gate_agent_waiting--;
+    gate_busy++;
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static void gate_leave(int slots) {
+    if (!slots) return;
+    pthread_mutex_lock(&gate_mu);
+    gate_busy--;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
 /* A Change PostgreSQL keeps refusing (TL_EPG, not a lost connection) must
  * not stop the partition behind it.  After a refused batch the worker goes
  * on one Change per transaction for as many Changes as the batch held; a
@@ -888,6 +929,7 @@ typedef struct isolate {
 
 static void *projection_main(void *arg) {
     tl_projection_t *p = arg;
+    int slots = gate_slots(p->cfg);
     char tname[16] = "tl-v-";   /* what top -H and perf show; 15 bytes at most */
     memcpy(tname + 5, p->name, strnlen(p->name, 10));
     pthread_setname_np(pthread_self(), tname);
@@ -921,7 +963,12 @@ static void *projection_main(void *arg) {
         }
         p->last_n = n;
         if (!n) continue;
-        int rc = tl_projection_pg(p, &p->stop) ? tl_projection_apply(p, p->batch, n) : TL_ESHUTDOWN;
+        int rc = TL_ESHUTDOWN;
+        if (tl_projection_pg(p, &p->stop)) {
+            gate_enter(slots, p->spec.unified);
+            rc = tl_projection_apply(p, p->batch, n);
+            gate_leave(slots);
+        }
         if (rc == TL_EPG && n == 1) {
             rd_kafka_message_t *one = p->batch[0];
             if (one->partition == iso.part && one->offset == iso.off) {
